@@ -15,8 +15,7 @@ from lmforge import __version__
 from lmforge.errors import LmforgeError
 
 # Command-group modules, in the order their commands are listed in --help.
-COMMAND_MODULES = [
-    "lmforge.cli.tokenizer",
+COMMAND_MODULES: list[str] = [
 ]
 
 
