@@ -1,0 +1,208 @@
+"""GPT: a decoder-only transformer language model — GPT-2 and the Llama/Mistral/Mixtral family in one file.
+
+token ids ``(B, T)`` → embeddings (+ learned positions) → ``n_layer`` causal pre-norm blocks (RoPE inside
+attention for the Llama family) → final norm → LM head → logits ``(B, T, V)``: a score for every vocabulary
+entry as the next token after each position.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from lmforge.errors import ConfigError, InputError
+from lmforge.nn.attention import build_mask
+from lmforge.nn.block import Block, BlockConfig
+from lmforge.nn.kv_cache import KVCache
+from lmforge.nn.moe import MoE
+from lmforge.nn.norms import make_norm
+from lmforge.nn.positions import Rotary
+
+
+@dataclass
+class GPTConfig:
+    """Hyper-parameters. GPT-2 is the default switch setting; Llama is ``norm="rms", mlp="swiglu", pos="rope",
+    bias=False``; Mixtral adds ``n_expert=8, n_expert_per_tok=2``. ``None`` fields are derived."""
+
+    vocab_size: int = 50257
+    block_size: int = 1024  # context length: the most positions the model attends over
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    n_kv_head: int | None = None  # < n_head: grouped-query attention; 1: multi-query. Default n_head.
+    head_dim: int | None = None  # default n_embd // n_head
+    ffn_hidden: int | None = None  # default 4 * n_embd (gelu) or Llama's 8/3 * n_embd rounded up to 256 (swiglu)
+    norm: str = "layer"  # "layer" | "rms"
+    norm_eps: float = 1e-5
+    mlp: str = "gelu_tanh"  # "gelu" | "gelu_tanh" | "swiglu"
+    pos: str = "learned"  # "learned" | "rope"
+    rope_theta: float = 10000.0
+    bias: bool = True  # biases in every linear layer and LayerNorm
+    qkv_bias: bool | None = None  # default: bias (Qwen2 has bias only here)
+    tie_embeddings: bool = True  # LM head shares the token-embedding matrix
+    n_expert: int = 0  # > 0: mixture-of-experts feed-forward (Mixtral)
+    n_expert_per_tok: int = 2
+    router_aux_loss_coef: float = 0.01  # weight a trainer gives GPT.aux_loss (Mixtral's default)
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"GPTConfig.{name}: expected a positive integer, got {value!r}")
+        if self.pos not in ("learned", "rope"):
+            raise ConfigError(f"GPTConfig.pos: expected 'learned' or 'rope', got {self.pos!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"GPTConfig.dropout: expected a value in [0, 1), got {self.dropout!r}")
+        if self.ffn_hidden is None and self.mlp == "swiglu":
+            self.ffn_hidden = 256 * math.ceil(8 * self.n_embd / 3 / 256)
+        block = self.block_config()  # validates and derives the shared fields
+        self.n_kv_head, self.head_dim, self.ffn_hidden, self.qkv_bias = (
+            block.n_kv_head, block.head_dim, block.ffn_hidden, block.qkv_bias,
+        )
+        if self.pos == "rope" and self.head_dim % 2:
+            raise ConfigError(f"GPTConfig.head_dim must be even for rope, got {self.head_dim}")
+
+    def block_config(self) -> BlockConfig:
+        return BlockConfig(
+            n_embd=self.n_embd, n_head=self.n_head, n_kv_head=self.n_kv_head, head_dim=self.head_dim,
+            ffn_hidden=self.ffn_hidden, mlp=self.mlp, norm=self.norm, norm_eps=self.norm_eps, bias=self.bias,
+            qkv_bias=self.qkv_bias, dropout=self.dropout, prenorm=True, n_expert=self.n_expert,
+            n_expert_per_tok=self.n_expert_per_tok,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> GPTConfig:
+        """Build from a dict (e.g. ``lmforge.json``), naming unknown fields in the error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown GPT config field(s) {unknown}")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise ConfigError(f"{source}: {e}") from None
+
+
+# Named shapes (random init). gpt2 = GPT-2 small; the tiny ones are for tests and quick experiments.
+PRESETS: dict[str, GPTConfig] = {
+    "gpt2": GPTConfig(),
+    "gpt2-medium": GPTConfig(n_layer=24, n_head=16, n_embd=1024),
+    "tiny": GPTConfig(vocab_size=512, block_size=256, n_layer=4, n_head=4, n_embd=128),
+    "llama-tiny": GPTConfig(
+        vocab_size=512, block_size=256, n_layer=4, n_head=4, n_kv_head=2, n_embd=128, norm="rms", mlp="swiglu",
+        pos="rope", bias=False, tie_embeddings=False,
+    ),
+    "smollm2-135m": GPTConfig(
+        vocab_size=49152, block_size=8192, n_layer=30, n_head=9, n_kv_head=3, n_embd=576, ffn_hidden=1536,
+        norm="rms", norm_eps=1e-5, mlp="swiglu", pos="rope", rope_theta=100000.0, bias=False,
+    ),
+}
+
+
+class GPT(nn.Module):
+    """Decoder-only language model. Parameters: ``wte`` (V, C), ``wpe`` (block_size, C; learned positions only),
+    ``blocks`` (``n_layer`` × :class:`~lmforge.nn.block.Block`), ``norm_f``, ``lm_head`` (V, C; tied to ``wte``
+    when ``tie_embeddings``)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.wte = nn.Embedding(c.vocab_size, c.n_embd)
+        if c.pos == "learned":
+            self.wpe = nn.Embedding(c.block_size, c.n_embd)
+        else:
+            self.rotary = Rotary(c.head_dim, c.rope_theta)
+        self.drop = nn.Dropout(c.dropout)
+        block_cfg = c.block_config()
+        self.blocks = nn.ModuleList(Block(block_cfg, layer_idx=i) for i in range(c.n_layer))
+        self.norm_f = make_norm(c.norm, c.n_embd, c.norm_eps, c.bias)
+        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+        self.aux_loss: torch.Tensor | None = None  # summed MoE load-balancing loss of the last training forward
+        self.reset_parameters()
+        if c.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+
+    def reset_parameters(self) -> None:
+        """GPT-2's init: N(0, 0.02) weights, zero biases, and residual-output projections scaled by
+        1/sqrt(2 * n_layer) so the residual stream's variance does not grow with depth."""
+        std = self.config.init_std
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, 0.0, std)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight") and name.startswith("blocks."):  # attn.proj, mlp.proj, experts' proj
+                nn.init.normal_(p, 0.0, std / math.sqrt(2 * self.config.n_layer))
+
+    def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
+        """A preallocated cache for incremental decoding of ``batch_size`` rows, ``max_len`` positions."""
+        c = self.config
+        p = self.wte.weight
+        return KVCache(
+            c.n_layer, batch_size, c.n_kv_head, max_len or c.block_size, c.head_dim, dtype=p.dtype, device=p.device,
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        *,
+        kv_cache: KVCache | None = None,
+        last_only: bool = False,
+        return_attn: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """``input_ids (B, T)`` → logits ``(B, T, V)`` (``(B, 1, V)`` with ``last_only``).
+
+        ``attention_mask (B, S)``: 1 for real tokens, 0 for padding, covering cached plus new positions
+        (``S = kv_cache.length + T``). ``position_ids (B, T)`` default to ``offset .. offset + T - 1`` where
+        ``offset`` is the number of cached positions. With ``return_attn`` the explicit attention path runs and
+        ``(logits, [weights (B, H, T, S) per layer])`` is returned.
+        """
+        b, t = input_ids.shape
+        offset = kv_cache.length if kv_cache is not None else 0
+        if offset + t > self.config.block_size:
+            raise InputError(
+                f"sequence of {offset + t} tokens is longer than the model's context window "
+                f"(block_size={self.config.block_size})"
+            )
+        if position_ids is None:
+            position_ids = torch.arange(offset, offset + t, device=input_ids.device)[None].expand(b, t)
+        x = self.wte(input_ids)  # (B, T, C)
+        rope = None
+        if self.config.pos == "learned":
+            x = x + self.wpe(position_ids)
+        else:
+            rope = self.rotary(position_ids, x.dtype)  # cos, sin: (B, T, D)
+        x = self.drop(x)
+        s = offset + t
+        if attention_mask is None and (offset == 0 or t == 1):
+            # Fast path (training, unpadded prompts, single-step decode): no mask tensor at all.
+            mask, is_causal = None, t > 1
+        else:
+            mask, is_causal = build_mask(attention_mask, t, s, causal=True), False
+        attentions = []
+        for block in self.blocks:
+            x, weights = block(x, mask=mask, is_causal=is_causal, rope=rope, kv_cache=kv_cache, return_attn=return_attn)
+            attentions.append(weights)
+        if kv_cache is not None:
+            kv_cache.advance(t)
+        if self.training and self.config.n_expert:
+            self.aux_loss = sum(blk.mlp.aux_loss for blk in self.blocks if isinstance(blk.mlp, MoE))
+        if last_only:
+            x = x[:, -1:]
+        logits = self.lm_head(self.norm_f(x))  # (B, T, V)
+        return (logits, attentions) if return_attn else logits
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
