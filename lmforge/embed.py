@@ -1,0 +1,221 @@
+"""Sentence embeddings from an encoder, cosine similarity, and top-k search over a corpus (RAG's retrieval step).
+
+A sentence embedding is one vector per text, pooled from the encoder's per-token hidden states exactly as the
+model's sentence-transformers config says (``SentenceConfig``): mean over real tokens (the default), the
+``[CLS]`` vector, or the element-wise max; optionally L2-normalised so that a dot product is the cosine.
+
+Speed: texts are tokenized once, sorted by token count and cut into batches, so each batch is padded only to its
+own longest text and similar lengths share a batch — almost no compute is spent on padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lmforge.errors import ConfigError, InputError
+
+POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens")
+
+
+@dataclass
+class SentenceConfig:
+    """How token states become one sentence vector (sentence-transformers' ``modules.json``,
+    ``sentence_bert_config.json`` and ``1_Pooling/config.json``, in one place).
+
+    ``pooling``: one or more of ``POOLING_MODES``; several are concatenated in the given order.
+    ``max_seq_length``: texts are cut to this many tokens (special tokens included); None = the model's limit.
+    """
+
+    pooling: tuple[str, ...] = ("mean",)
+    normalize: bool = False
+    max_seq_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.pooling, str):
+            self.pooling = (self.pooling,)
+        self.pooling = tuple(self.pooling)
+        bad = [m for m in self.pooling if m not in POOLING_MODES]
+        if bad or not self.pooling:
+            raise ConfigError(f"sentence config: pooling must be among {POOLING_MODES}, got {list(self.pooling)}")
+        if self.max_seq_length is not None and self.max_seq_length < 2:
+            raise ConfigError(f"sentence config: max_seq_length must be >= 2, got {self.max_seq_length}")
+
+
+def pool(hidden: Any, attention_mask: Any, modes: Sequence[str] = ("mean",)) -> Any:
+    """Pool token states ``hidden (B, T, D)`` over real tokens (``attention_mask (B, T)``, 1 = real) → ``(B, D·k)``.
+
+    >>> import torch
+    >>> h = torch.tensor([[[1.0], [3.0], [100.0]]]); m = torch.tensor([[1, 1, 0]])
+    >>> pool(h, m, ["mean"]), pool(h, m, ["max"]), pool(h, m, ["cls"])
+    (tensor([[2.]]), tensor([[3.]]), tensor([[1.]]))
+    """
+    import torch
+
+    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+    out = []
+    for mode in modes:
+        if mode == "cls":
+            out.append(hidden[:, 0])
+        elif mode == "max":
+            out.append(hidden.masked_fill(mask == 0, float("-inf")).amax(dim=1))
+        else:
+            summed = (hidden * mask).sum(dim=1)  # (B, D)
+            count = mask.sum(dim=1).clamp(min=1e-9)  # (B, 1)
+            out.append(summed / count if mode == "mean" else summed / count.sqrt())
+    return out[0] if len(out) == 1 else torch.cat(out, dim=-1)
+
+
+def _field(encoding: Any, name: str) -> Any:
+    # The shared Tokenizer returns a mapping; accept attribute access too.
+    return encoding[name] if isinstance(encoding, dict) or hasattr(encoding, "keys") else getattr(encoding, name)
+
+
+def tokenize_sorted(
+    tokenizer: Any, texts: Sequence[str], max_length: int, pairs: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tokenize all texts once: ``(ids (N, T), mask (N, T), token_types (N, T), order)`` where ``order`` sorts the
+    rows by token count, longest first (so batches cut from it carry the least padding).
+
+    ``ids[order[:32]]`` is the first batch; slice it to ``mask[order[:32]].sum(1).max()`` columns.
+    """
+    enc = tokenizer.encode_batch(
+        list(texts), list(pairs) if pairs is not None else None,
+        padding=True, truncation=True, max_length=max_length, return_tensors="np",
+    )
+    ids = np.asarray(_field(enc, "input_ids"), dtype=np.int64)
+    mask = np.asarray(_field(enc, "attention_mask"), dtype=np.int64)
+    try:
+        types = np.asarray(_field(enc, "token_type_ids"), dtype=np.int64)
+    except (KeyError, AttributeError):
+        types = np.zeros_like(ids)
+    lengths = mask.sum(axis=1)
+    order = np.argsort(-lengths, kind="stable")
+    return ids, mask, types, order
+
+
+def embed(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    batch_size: int = 32,
+    config: SentenceConfig | None = None,
+    *,
+    progress: bool = False,
+) -> np.ndarray:
+    """Sentence embeddings ``(N, D)`` (float32) of ``texts``, in input order.
+
+    ``model.encode(input_ids, attention_mask, token_type_ids)`` must return hidden states ``(B, T, D)``.
+    ``config`` defaults to mean pooling, no normalisation, truncation at the model's ``max_positions``.
+    """
+    import torch
+
+    if isinstance(texts, str):
+        raise InputError("embed: texts must be a list of strings, got a single string (wrap it in a list)")
+    texts = list(texts)
+    if not texts:
+        return np.zeros((0, model.config.d_model), dtype=np.float32)
+    if batch_size < 1:
+        raise ConfigError(f"embed: batch_size must be >= 1, got {batch_size}")
+    config = config or SentenceConfig()
+    max_length = min(config.max_seq_length or model.config.max_positions, model.config.max_positions)
+    ids, mask, types, order = tokenize_sorted(tokenizer, texts, max_length)
+    lengths = mask.sum(axis=1)
+    out = np.empty((len(texts), model.config.d_model * len(config.pooling)), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    starts = range(0, len(texts), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="embed", unit="batch")
+    try:
+        with torch.inference_mode():
+            for start in starts:
+                rows = order[start : start + batch_size]
+                T = int(lengths[rows].max())  # pad this batch only to its own longest text
+                b_ids = torch.from_numpy(ids[rows, :T])
+                b_mask = torch.from_numpy(mask[rows, :T])
+                b_types = torch.from_numpy(types[rows, :T])
+                hidden = model.encode(b_ids, b_mask, b_types)  # (B, T, D)
+                vectors = pool(hidden, b_mask, config.pooling)
+                if config.normalize:
+                    vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)
+                out[rows] = vectors.float().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every row of ``a (N, D)`` with every row of ``b (M, D)`` → ``(N, M)``.
+
+    >>> cosine_similarity(np.array([[1.0, 0.0]]), np.array([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])).round(3)
+    array([[1.   , 0.   , 0.707]])
+    """
+    a = np.atleast_2d(np.asarray(a, dtype=np.float32))
+    b = np.atleast_2d(np.asarray(b, dtype=np.float32))
+    if a.shape[1] != b.shape[1]:
+        raise InputError(f"cosine_similarity: vector sizes differ ({a.shape[1]} vs {b.shape[1]})")
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return a @ b.T
+
+
+@dataclass
+class Hit:
+    """One search result: the corpus line's index, its text and its cosine similarity to the query."""
+
+    index: int
+    text: str
+    score: float
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the ``k`` largest entries of each row of ``scores (Q, N)``, best first.
+
+    >>> top_k(np.array([[0.1, 0.9, 0.5]]), 2)
+    (array([[1, 2]]), array([[0.9, 0.5]]))
+    """
+    k = min(k, scores.shape[1])
+    # argpartition is O(N) per row; only the k winners get sorted.
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
+def search(
+    model: Any,
+    tokenizer: Any,
+    queries: Sequence[str],
+    corpus: Sequence[str],
+    k: int = 5,
+    batch_size: int = 32,
+    config: SentenceConfig | None = None,
+    corpus_embeddings: np.ndarray | None = None,
+) -> list[list[Hit]]:
+    """For each query, the ``k`` corpus lines with the highest cosine similarity, best first.
+
+    Pass ``corpus_embeddings`` (from :func:`embed`) to search the same corpus again without re-embedding it.
+    """
+    if k < 1:
+        raise ConfigError(f"search: k must be >= 1, got {k}")
+    corpus = list(corpus)
+    if not corpus:
+        raise InputError("search: the corpus is empty")
+    if corpus_embeddings is None:
+        corpus_embeddings = embed(model, tokenizer, corpus, batch_size, config)
+    elif len(corpus_embeddings) != len(corpus):
+        raise InputError(
+            f"search: corpus_embeddings has {len(corpus_embeddings)} rows but the corpus has {len(corpus)} lines"
+        )
+    query_embeddings = embed(model, tokenizer, list(queries), batch_size, config)
+    idx, vals = top_k(cosine_similarity(query_embeddings, corpus_embeddings), k)
+    return [
+        [Hit(int(i), corpus[int(i)], float(s)) for i, s in zip(row_i, row_s, strict=True)]
+        for row_i, row_s in zip(idx, vals, strict=True)
+    ]

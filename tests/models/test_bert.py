@@ -1,0 +1,99 @@
+"""Invariants of lmforge's BERT: padding changes nothing for real tokens, attention is bidirectional, the MLM
+head is tied to the input embeddings, heads have the documented shapes, bad configs/inputs are clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmforge.errors import ConfigError, InputError
+from lmforge.models.bert import PRESETS, Bert, BertConfig
+
+
+def _tiny(**kw) -> BertConfig:
+    base = dict(vocab_size=50, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_positions=24, dropout=0.0)
+    base.update(kw)
+    return BertConfig(**base)
+
+
+def test_padding_does_not_change_real_tokens():
+    torch.manual_seed(0)
+    model = Bert(_tiny()).eval()
+    ids = torch.randint(1, 50, (1, 6))
+    padded = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], dim=1)
+    mask = torch.tensor([[1] * 6 + [0] * 4])
+    with torch.no_grad():
+        alone = model(ids)
+        batched = model(padded, attention_mask=mask)
+    torch.testing.assert_close(batched[:, :6], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_is_bidirectional():
+    # Changing the LAST token changes the FIRST token's state: every position sees the whole input.
+    torch.manual_seed(0)
+    model = Bert(_tiny()).eval()
+    a = torch.tensor([[5, 6, 7, 8]])
+    b = torch.tensor([[5, 6, 7, 9]])
+    with torch.no_grad():
+        assert not torch.allclose(model(a)[0, 0], model(b)[0, 0])
+
+
+def test_token_types_matter_and_default_to_segment_a():
+    torch.manual_seed(0)
+    model = Bert(_tiny()).eval()
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), model(ids, token_type_ids=torch.zeros_like(ids)))
+        assert not torch.allclose(model(ids), model(ids, token_type_ids=torch.tensor([[0, 0, 1, 1]])))
+
+
+def test_heads_have_documented_shapes():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 50, (3, 7))
+    assert Bert(_tiny())(ids).shape == (3, 7, 16)
+    assert Bert(_tiny(head="mlm"))(ids).shape == (3, 7, 50)
+    assert Bert(_tiny(head="classify", labels=["neg", "pos"]))(ids).shape == (3, 2)
+    assert Bert(_tiny(head="tag", labels=["O", "B-X", "I-X"]))(ids).shape == (3, 7, 3)
+
+
+def test_mlm_head_is_tied_to_input_embeddings():
+    torch.manual_seed(0)
+    model = Bert(_tiny(head="mlm"))
+    names = list(model.state_dict())
+    assert not any("decoder" in n for n in names)  # one matrix, stored once
+    logits = model(torch.tensor([[1, 2, 3]]))
+    logits[0, 0, 7].backward()
+    # The output row for token 7 is the input embedding of token 7: it receives gradient from the prediction.
+    assert model.embed.tokens.weight.grad[7].abs().sum() > 0
+    with torch.no_grad():
+        model.embed.tokens.weight[7] *= 2.0  # (adding a constant would not show: LayerNorm output sums to 0)
+    assert not torch.allclose(model(torch.tensor([[1, 2, 3]]))[0, 0, 7], logits[0, 0, 7])
+
+
+def test_with_head_keeps_the_encoder():
+    torch.manual_seed(0)
+    base = Bert(_tiny(use_pooler=False)).eval()
+    clf = base.with_head("classify", ["a", "b"]).eval()
+    ids = torch.tensor([[3, 4, 5]])
+    with torch.no_grad():
+        torch.testing.assert_close(clf.encode(ids), base.encode(ids))
+    assert clf(ids).shape == (1, 2)
+
+
+def test_bad_config_and_input_are_clear_errors():
+    with pytest.raises(ConfigError, match="divisible"):
+        BertConfig(d_model=10, n_heads=3)
+    with pytest.raises(ConfigError, match="labels"):
+        BertConfig(head="classify", labels=["only-one"])
+    with pytest.raises(ConfigError, match="head"):
+        BertConfig(head="seq2seq")
+    model = Bert(_tiny())
+    with pytest.raises(InputError, match="max_positions"):
+        model(torch.zeros(1, 25, dtype=torch.long))
+    with pytest.raises(InputError, match="batch, time"):
+        model(torch.zeros(5, dtype=torch.long))
+
+
+def test_presets_build():
+    cfg = PRESETS["bert-tiny"]
+    assert cfg.d_head * cfg.n_heads == cfg.d_model

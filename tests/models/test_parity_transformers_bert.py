@@ -1,0 +1,112 @@
+"""lmforge's BERT vs transformers' on tiny random checkpoints saved with ``save_pretrained``: every architecture
+we import gives the same outputs (≤ 1e-4), and what we export loads back into transformers unchanged."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import (
+    BertConfig as HFBertConfig,
+)
+from transformers import (
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+)
+
+from lmforge.errors import FormatError
+from lmforge.io.hf_bert import config_from_hf, load_bert, model_from_hf_weights, read_weights, save_hf_bert
+
+ARCHS = [BertModel, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification]
+
+
+def _hf_config(**kw) -> HFBertConfig:
+    base = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                max_position_embeddings=64, num_labels=3)
+    base.update(kw)
+    return HFBertConfig(**base)
+
+
+def _inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, 99, (3, 11), generator=g)
+    mask = torch.ones(3, 11, dtype=torch.long)
+    mask[1, 7:] = 0  # padded rows of different lengths
+    mask[2, 3:] = 0
+    types = torch.zeros_like(ids)
+    types[:, 5:] = 1  # a sentence pair: segment B starts at position 5
+    return ids, mask, types
+
+
+def _hf_out(model, ids, mask, types) -> torch.Tensor:
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, token_type_ids=types)
+    return out.last_hidden_state if isinstance(model, BertModel) else out.logits
+
+
+def _max_err(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
+    if a.dim() == 3:  # padding positions carry no meaning: compare real tokens only
+        return float(((a - b) * mask[..., None]).abs().max())
+    return float((a - b).abs().max())
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: a.__name__)
+def test_import_matches_transformers(arch, tmp_path):
+    torch.manual_seed(0)
+    ref = arch(_hf_config()).eval()
+    ref.save_pretrained(tmp_path)
+    cfg = config_from_hf(json.loads((tmp_path / "config.json").read_text()))
+    ours = model_from_hf_weights(cfg, read_weights(tmp_path)).eval()
+    ids, mask, types = _inputs()
+    expected = _hf_out(ref, ids, mask, types)
+    with torch.no_grad():
+        got = ours(ids, mask, types)
+    assert got.shape == expected.shape
+    assert _max_err(got, expected, mask) <= 1e-4
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: a.__name__)
+def test_export_loads_in_transformers(arch, tmp_path):
+    torch.manual_seed(0)
+    ref = arch(_hf_config(hidden_act="gelu_new")).eval()
+    ref.save_pretrained(tmp_path / "src")
+    cfg = config_from_hf(json.loads((tmp_path / "src" / "config.json").read_text()))
+    ours = model_from_hf_weights(cfg, read_weights(tmp_path / "src"))
+    save_hf_bert(ours, tmp_path / "out")
+    back = arch.from_pretrained(tmp_path / "out").eval()
+    ids, mask, types = _inputs()
+    assert _max_err(_hf_out(back, ids, mask, types), _hf_out(ref, ids, mask, types), mask) == 0.0
+    if arch is BertForSequenceClassification:
+        assert back.config.id2label == ref.config.id2label
+
+
+def test_real_minilm_hidden_states_match(minilm_path):
+    ref = BertModel.from_pretrained(minilm_path).eval()
+    cfg = config_from_hf(json.loads((minilm_path / "config.json").read_text()))
+    ours = model_from_hf_weights(cfg, read_weights(minilm_path)).eval()
+    assert (cfg.d_model, cfg.n_layers, cfg.vocab_size) == (384, 6, 30522)
+    ids = torch.tensor([
+        [101, 7592, 2088, 2003, 1037, 3231, 102, 0, 0],
+        [101, 2023, 2003, 2178, 6251, 1012, 2009, 2003, 102],
+    ])
+    mask = (ids != 0).long()
+    types = torch.zeros_like(ids)
+    with torch.no_grad():
+        got = ours(ids, mask)
+    assert _max_err(got, _hf_out(ref, ids, mask, types), mask) <= 1e-4
+
+
+def test_mismatched_weights_are_a_clear_error(tmp_path):
+    torch.manual_seed(0)
+    BertModel(_hf_config()).save_pretrained(tmp_path)
+    hf = json.loads((tmp_path / "config.json").read_text())
+    hf["hidden_size"] = 64  # config.json no longer describes the weights
+    hf["num_attention_heads"] = 4
+    with pytest.raises(FormatError, match="shape"):
+        model_from_hf_weights(config_from_hf(hf), read_weights(tmp_path))
+    with pytest.raises(FormatError, match="config.json"):
+        (tmp_path / "config.json").write_text("{not json")
+        load_bert(tmp_path)
