@@ -1,0 +1,308 @@
+"""Import llama.cpp's GGUF files: one file holds the weights (usually quantized), the hyper-parameters, the
+tokenizer (vocabulary, merges, special ids, pre-tokenizer name) and the chat template.
+
+Reading goes through the ``gguf`` package that llama.cpp maintains; quantized blocks (Q4_0, Q4_1, Q8_0, K-quants …)
+are expanded to float with ``gguf.quants.dequantize``. Three things need care:
+
+* names: GGUF says ``blk.3.attn_q.weight``, lmforge says ``blocks.3.attn.q_proj.weight`` — ONE table below;
+* RoPE layout: llama.cpp's converter permutes the rows of ``attn_q``/``attn_k`` so that rotated channel pairs are
+  adjacent (``x0,x1``), while lmforge (like the Hugging Face checkpoints) pairs channel ``i`` with ``i + D/2``;
+  :func:`unpermute_rope_rows` undoes it;
+* the pre-tokenizer: the file only names it (``tokenizer.ggml.pre = "smollm"``); the regex that goes with each
+  name is in :data:`PRE_TOKENIZER_PATTERNS`.
+
+Dequantizing a whole file takes a second or two, building the float32 state dict more; the result is cached as
+safetensors keyed by the file's content hash (see :mod:`lmforge.io.cache`), so a second load is fast.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lmforge.errors import ConfigError, FormatError
+
+if TYPE_CHECKING:
+    import torch
+
+GGUF_MAGIC = b"GGUF"
+
+# Bump when the name table or the permutation changes: cached weights made by older code are then ignored.
+CONVERSION_VERSION = "1"
+
+SUPPORTED_ARCHITECTURES = ("llama",)
+
+# GGUF metadata key (after the "<arch>." prefix) → GPTConfig field. Keys marked required must be present.
+CONFIG_KEYS: dict[str, tuple[str, bool]] = {
+    "block_count": ("n_layer", True),
+    "embedding_length": ("n_embd", True),
+    "attention.head_count": ("n_head", True),
+    "attention.head_count_kv": ("n_kv_head", False),
+    "feed_forward_length": ("ffn_hidden", True),
+    "context_length": ("block_size", True),
+    "rope.freq_base": ("rope_theta", False),
+    "attention.layer_norm_rms_epsilon": ("norm_eps", False),
+}
+
+# GGUF tensor name → (lmforge parameter name, part). lmforge fuses Q|K|V into one ``qkv`` matrix and gate|up into
+# one ``gate_up`` matrix (one matmul instead of three/two): parts are stacked along the rows in part order.
+# "{i}" is the block index.
+TENSOR_NAMES: dict[str, tuple[str, int]] = {
+    "token_embd.weight": ("wte.weight", 0),
+    "output_norm.weight": ("norm_f.weight", 0),
+    "output.weight": ("lm_head.weight", 0),
+    "blk.{i}.attn_norm.weight": ("blocks.{i}.norm_attn.weight", 0),
+    "blk.{i}.attn_q.weight": ("blocks.{i}.attn.qkv.weight", 0),
+    "blk.{i}.attn_k.weight": ("blocks.{i}.attn.qkv.weight", 1),
+    "blk.{i}.attn_v.weight": ("blocks.{i}.attn.qkv.weight", 2),
+    "blk.{i}.attn_output.weight": ("blocks.{i}.attn.proj.weight", 0),
+    "blk.{i}.ffn_norm.weight": ("blocks.{i}.norm_mlp.weight", 0),
+    "blk.{i}.ffn_gate.weight": ("blocks.{i}.mlp.gate_up.weight", 0),
+    "blk.{i}.ffn_up.weight": ("blocks.{i}.mlp.gate_up.weight", 1),
+    "blk.{i}.ffn_down.weight": ("blocks.{i}.mlp.proj.weight", 0),
+}
+
+# The regexes behind llama.cpp's pre-tokenizer names (tokenizer.ggml.pre), as used by the models' own
+# tokenizer.json files. Unknown names fall back to GPT-2's split, with a warning.
+_GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# SmolLM / StarCoder: digits are cut one by one BEFORE the GPT-2 split runs on what is left. As one regex: each
+# digit alone, and a whitespace run may also end where a digit begins (that was the end of its piece).
+_DIGITS_THEN_GPT2_SPLIT = r"""\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+"""
+_LLAMA3_SPLIT = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+_QWEN2_SPLIT = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+PRE_TOKENIZER_PATTERNS: dict[str, str] = {
+    "default": _GPT2_SPLIT,
+    "gpt2": _GPT2_SPLIT,
+    "gpt-2": _GPT2_SPLIT,
+    "smollm": _DIGITS_THEN_GPT2_SPLIT,
+    "starcoder": _DIGITS_THEN_GPT2_SPLIT,
+    "refact": _DIGITS_THEN_GPT2_SPLIT,
+    "llama3": _LLAMA3_SPLIT,
+    "llama-v3": _LLAMA3_SPLIT,
+    "llama-bpe": _LLAMA3_SPLIT,
+    "qwen2": _QWEN2_SPLIT,
+}
+
+# tokenizer.ggml.token_type values (llama.cpp's llama_token_type)
+TOKEN_TYPE_NORMAL, TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED = 1, 3, 4
+
+
+@dataclass
+class GGUFFile:
+    """An opened GGUF file: its metadata as plain Python values and its tensors (still quantized, memory-mapped)."""
+
+    path: Path
+    metadata: dict[str, Any]
+    tensors: dict[str, Any]  # name -> gguf.ReaderTensor
+
+    @property
+    def architecture(self) -> str:
+        return str(self.metadata.get("general.architecture", ""))
+
+
+def open_gguf(path: str | os.PathLike) -> GGUFFile:
+    """Open and check a GGUF file; a missing, foreign or truncated file raises :class:`FormatError` naming it."""
+    from gguf import GGUFReader
+
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"{path}: no such GGUF file")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != GGUF_MAGIC:
+        raise FormatError(f"{path}: not a GGUF file (starts with {magic!r}, expected {GGUF_MAGIC!r})")
+    try:
+        reader = GGUFReader(path)
+    except (ValueError, IndexError, KeyError, OverflowError, UnicodeDecodeError) as e:
+        # The reader memory-maps the file and fails deep inside numpy when it ends early.
+        raise FormatError(f"{path}: truncated or corrupt GGUF file ({type(e).__name__}: {e})") from None
+    size = path.stat().st_size
+    tensors = {}
+    for t in reader.tensors:
+        end = int(t.data_offset) + int(t.n_bytes)
+        if end > size:
+            raise FormatError(
+                f"{path}: truncated GGUF file: tensor {t.name!r} needs bytes up to {end}, the file has {size}"
+            )
+        tensors[t.name] = t
+    metadata = {}
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue  # header bookkeeping (version, counts)
+        try:
+            metadata[key] = field.contents()
+        except (ValueError, IndexError, UnicodeDecodeError) as e:
+            raise FormatError(f"{path}: cannot read metadata field {key!r} ({e})") from None
+    return GGUFFile(path=path, metadata=metadata, tensors=tensors)
+
+
+def gguf_config_kwargs(gf: GGUFFile) -> dict[str, Any]:
+    """GPTConfig keyword arguments for a Llama-family GGUF file.
+
+    >>> # {'llama.block_count': 30, 'llama.embedding_length': 576, ...} → {'n_layer': 30, 'n_embd': 576, ...}
+    """
+    arch = gf.architecture
+    if arch not in SUPPORTED_ARCHITECTURES:
+        raise ConfigError(
+            f"{gf.path}: general.architecture is {arch!r}; lmforge imports GGUF architectures {SUPPORTED_ARCHITECTURES}"
+        )
+    meta = gf.metadata
+    kwargs: dict[str, Any] = {}
+    for key, (field, required) in CONFIG_KEYS.items():
+        full = f"{arch}.{key}"
+        if full in meta:
+            value = meta[full]
+            kwargs[field] = float(value) if isinstance(value, float) else int(value)
+        elif required:
+            raise FormatError(f"{gf.path}: metadata field {full!r} is missing")
+    kwargs.setdefault("n_kv_head", kwargs["n_head"])
+    if "token_embd.weight" not in gf.tensors:
+        raise FormatError(f"{gf.path}: tensor 'token_embd.weight' is missing")
+    kwargs["vocab_size"] = int(gf.tensors["token_embd.weight"].shape[-1])
+    head_dim = kwargs["n_embd"] // kwargs["n_head"]
+    rope_dims = meta.get(f"{arch}.rope.dimension_count", head_dim)
+    if rope_dims != head_dim:
+        raise ConfigError(f"{gf.path}: {arch}.rope.dimension_count={rope_dims}: only full-width RoPE "
+                          f"(= head size {head_dim}) is supported")
+    scaling = meta.get(f"{arch}.rope.scaling.type", "none")
+    if scaling not in ("none", ""):
+        raise ConfigError(f"{gf.path}: {arch}.rope.scaling.type={scaling!r} is not supported")
+    # The Llama family: RoPE, RMSNorm, SwiGLU, no biases; the head shares the embedding when the file has no
+    # separate output.weight.
+    kwargs.update(
+        pos="rope", norm="rms", mlp="swiglu", bias=False, tie_embeddings="output.weight" not in gf.tensors
+    )
+    return kwargs
+
+
+def unpermute_rope_rows(weight: np.ndarray, n_heads: int) -> np.ndarray:
+    """Undo llama.cpp's Q/K row order. Per head, llama.cpp interleaves the two rotated halves
+    (rows ``0, D/2, 1, D/2+1, …``); lmforge keeps them as halves (rows ``0, 1, …, D/2-1 | D/2, …``).
+
+    >>> unpermute_rope_rows(np.array([[0], [2], [1], [3]]), n_heads=1)[:, 0]   # halves [0, 1 | 2, 3]
+    array([0, 1, 2, 3])
+    """
+    rows = weight.shape[0]
+    head_dim = rows // n_heads
+    # (rows, C) → (H, D/2, 2, C): the pair index is the fast one in llama.cpp's order
+    w = weight.reshape(n_heads, head_dim // 2, 2, *weight.shape[1:])
+    return w.swapaxes(1, 2).reshape(weight.shape)
+
+
+def _name_table(n_layer: int) -> dict[str, tuple[str, int]]:
+    """The :data:`TENSOR_NAMES` table with ``{i}`` expanded for every block."""
+    table = {}
+    for gguf_name, (ours, part) in TENSOR_NAMES.items():
+        for i in range(n_layer) if "{i}" in gguf_name else [None]:
+            table[gguf_name.format(i=i)] = (ours.format(i=i), part)
+    return table
+
+
+def gguf_state_dict(gf: GGUFFile, config_kwargs: dict[str, Any], dtype: torch.dtype | None = None
+                    ) -> dict[str, torch.Tensor]:
+    """Dequantize every tensor, undo the RoPE row order, and assemble lmforge's parameters (fusing Q|K|V and
+    gate|up): lmforge name → tensor, matrices ``(out, in)``. A tied LM head is not listed (it IS ``wte``)."""
+    import torch
+    from gguf.quants import dequantize
+
+    dtype = dtype or torch.float32
+    table = _name_table(config_kwargs["n_layer"])
+    unknown = sorted(set(gf.tensors) - set(table))
+    if unknown:
+        raise FormatError(f"{gf.path}: tensors a {gf.architecture} model does not have: {unknown[:5]}")
+    parts: dict[str, dict[int, np.ndarray]] = {}
+    for name, t in gf.tensors.items():
+        try:
+            array = dequantize(t.data, t.tensor_type)  # float32, torch layout (out, in)
+        except NotImplementedError as e:
+            raise FormatError(f"{gf.path}: tensor {name!r}: {t.tensor_type.name} cannot be dequantized ({e})"
+                              ) from None
+        if name.endswith(".attn_q.weight"):
+            array = unpermute_rope_rows(array, config_kwargs["n_head"])
+        elif name.endswith(".attn_k.weight"):
+            array = unpermute_rope_rows(array, config_kwargs["n_kv_head"])
+        ours, part = table[name]
+        parts.setdefault(ours, {})[part] = array
+    expected_parts: dict[str, int] = {}
+    for ours, part in table.values():
+        expected_parts[ours] = max(expected_parts.get(ours, 0), part + 1)
+    state: dict[str, torch.Tensor] = {}
+    for ours, n_parts in expected_parts.items():
+        got = parts.get(ours, {})
+        if ours == "lm_head.weight" and not got:
+            continue  # tied to the embedding
+        if len(got) != n_parts:
+            sources = [g for g, (o, _) in table.items() if o == ours and g not in gf.tensors]
+            raise FormatError(f"{gf.path}: tensor(s) {sources} missing (needed for {ours})")
+        stacked = np.concatenate([got[k] for k in range(n_parts)], axis=0) if n_parts > 1 else got[0]
+        state[ours] = torch.from_numpy(np.array(stacked, dtype=np.float32)).to(dtype)
+    return state
+
+
+def gguf_tokenizer_spec(gf: GGUFFile) -> dict[str, Any]:
+    """Everything needed to build the byte-level BPE tokenizer the file describes, as plain Python values.
+
+    Returns ``vocab`` (token → id), ``merges`` (pairs, best first), ``special_tokens`` (control and user-defined
+    tokens → id, matched whole in the text), ``pattern`` (pre-tokenizer regex), ``bos_token``/``eos_token``/
+    ``pad_token``, ``add_bos``/``add_eos`` and ``chat_template``.
+    """
+    meta = gf.metadata
+    model = meta.get("tokenizer.ggml.model")
+    if model is None:
+        raise FormatError(f"{gf.path}: the file has no tokenizer (metadata 'tokenizer.ggml.model' is missing)")
+    if model != "gpt2":
+        raise ConfigError(f"{gf.path}: tokenizer.ggml.model={model!r}; lmforge reads byte-level BPE ('gpt2') "
+                          "tokenizers from GGUF")
+    tokens = list(meta.get("tokenizer.ggml.tokens") or [])
+    if not tokens:
+        raise FormatError(f"{gf.path}: metadata 'tokenizer.ggml.tokens' is missing or empty")
+    token_types = list(meta.get("tokenizer.ggml.token_type") or [TOKEN_TYPE_NORMAL] * len(tokens))
+    merges = []
+    for i, line in enumerate(meta.get("tokenizer.ggml.merges") or []):
+        left, sep, right = line.partition(" ")
+        if not sep:
+            raise FormatError(f"{gf.path}: tokenizer.ggml.merges[{i}] = {line!r}: expected 'left right'")
+        merges.append((left, right))
+    vocab = {token: i for i, token in enumerate(tokens)}
+    special = {tokens[i]: i for i, kind in enumerate(token_types)
+               if kind in (TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED)}
+    pre = meta.get("tokenizer.ggml.pre", "default")
+    pattern = PRE_TOKENIZER_PATTERNS.get(pre)
+    if pattern is None:
+        warnings.warn(f"{gf.path}: unknown pre-tokenizer tokenizer.ggml.pre={pre!r}; splitting text as GPT-2 does",
+                      stacklevel=2)
+        pattern = _GPT2_SPLIT
+
+    def token_of(key: str) -> str | None:
+        token_id = meta.get(f"tokenizer.ggml.{key}")
+        if token_id is None:
+            return None
+        if not 0 <= int(token_id) < len(tokens):
+            warnings.warn(f"{gf.path}: tokenizer.ggml.{key}={token_id} is outside the vocabulary; ignored",
+                          stacklevel=3)
+            return None
+        return tokens[int(token_id)]
+
+    return {
+        "vocab": vocab,
+        "merges": merges,
+        "special_tokens": special,
+        "pattern": pattern,
+        "bos_token": token_of("bos_token_id"),
+        "eos_token": token_of("eos_token_id"),
+        "pad_token": token_of("padding_token_id"),
+        "add_bos": bool(meta.get("tokenizer.ggml.add_bos_token", False)),
+        "add_eos": bool(meta.get("tokenizer.ggml.add_eos_token", False)),
+        "chat_template": meta.get("tokenizer.chat_template"),
+    }
