@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from lmforge.errors import ConfigError, InputError
+from lmforge.errors import ConfigError, FormatError, InputError
 from lmforge.nn.attention import build_mask
 from lmforge.nn.block import Block, BlockConfig
 from lmforge.nn.kv_cache import KVCache
@@ -143,6 +143,40 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("proj.weight") and name.startswith("blocks."):  # attn.proj, mlp.proj, experts' proj
                 nn.init.normal_(p, 0.0, std / math.sqrt(2 * self.config.n_layer))
+
+    @classmethod
+    def from_state_dict(
+        cls, config: GPTConfig, state_dict: dict[str, torch.Tensor], source: str = "state dict",
+        dtype: torch.dtype | None = None,
+    ) -> GPT:
+        """Build a model directly from lmforge-named tensors, without a random init first (fast for big models).
+
+        Every parameter must be present with its exact shape (``lm_head.weight`` may be left out when tied);
+        otherwise a :class:`~lmforge.errors.FormatError` names ``source`` and the tensor.
+        """
+        with torch.device("meta"):
+            model = cls(config)
+        expected = {k: v.shape for k, v in model.state_dict().items()}
+        if config.tie_embeddings:
+            expected.pop("lm_head.weight", None)
+            state_dict = {k: v for k, v in state_dict.items() if k != "lm_head.weight"}
+        missing = sorted(set(expected) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(expected))
+        if missing or unexpected:
+            raise FormatError(f"{source}: missing tensor(s) {missing[:5]}, unexpected tensor(s) {unexpected[:5]}")
+        for name, shape in expected.items():
+            if tuple(state_dict[name].shape) != tuple(shape):
+                raise FormatError(
+                    f"{source}: tensor {name!r} has shape {tuple(state_dict[name].shape)}, expected {tuple(shape)}"
+                )
+        if dtype is not None:
+            state_dict = {k: v.to(dtype) for k, v in state_dict.items()}
+        model.load_state_dict(state_dict, strict=False, assign=True)
+        if config.tie_embeddings:
+            model.lm_head.weight = model.wte.weight
+        if config.pos == "rope":  # non-persistent buffer: rebuild it on the real device
+            model.rotary = Rotary(config.head_dim, config.rope_theta).to(model.wte.weight.device)
+        return model
 
     def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         """A preallocated cache for incremental decoding of ``batch_size`` rows, ``max_len`` positions."""

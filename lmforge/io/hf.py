@@ -1,0 +1,381 @@
+"""Hugging Face model folders for the GPT family: import GPT-2, Llama, Mistral and Mixtral checkpoints, and
+export lmforge GPT models back to the layout ``transformers`` loads.
+
+A folder holds ``config.json`` (``model_type`` picks the architecture), the weights (``model.safetensors``,
+a sharded ``model.safetensors.index.json``, or ``pytorch_model.bin`` read with ``weights_only=True``), and usually
+``tokenizer.json`` and ``generation_config.json``. Parameter names are translated by ONE table per architecture
+(:data:`NAME_TABLES`); lmforge fuses Q|K|V into ``qkv`` and gate|up into ``gate_up``, so some rows list several
+HF tensors that are stacked along the rows (and split again on export).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lmforge.errors import ConfigError, FormatError
+from lmforge.fileio import atomic_write_text, atomic_write_with
+from lmforge.models.gpt import GPT, GPTConfig
+
+SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "mistral", "mixtral")
+
+
+@dataclass(frozen=True)
+class Row:
+    """lmforge parameter ← HF tensor(s). ``{i}``: block index, ``{e}``: expert index. ``transpose``: GPT-2's
+    ``Conv1D`` stores weights as ``(in, out)``; several ``theirs`` are stacked along dim 0 in order."""
+
+    ours: str
+    theirs: tuple[str, ...]
+    transpose: bool = False
+
+
+def _r(ours: str, *theirs: str, transpose: bool = False) -> Row:
+    return Row(ours, theirs, transpose)
+
+
+_LLAMA_ATTN_AND_NORMS = [
+    _r("wte.weight", "model.embed_tokens.weight"),
+    _r("blocks.{i}.norm_attn.weight", "model.layers.{i}.input_layernorm.weight"),
+    _r("blocks.{i}.attn.qkv.weight", *(f"model.layers.{{i}}.self_attn.{p}_proj.weight" for p in "qkv")),
+    _r("blocks.{i}.attn.qkv.bias", *(f"model.layers.{{i}}.self_attn.{p}_proj.bias" for p in "qkv")),
+    _r("blocks.{i}.attn.proj.weight", "model.layers.{i}.self_attn.o_proj.weight"),
+    _r("blocks.{i}.attn.proj.bias", "model.layers.{i}.self_attn.o_proj.bias"),
+    _r("blocks.{i}.norm_mlp.weight", "model.layers.{i}.post_attention_layernorm.weight"),
+    _r("norm_f.weight", "model.norm.weight"),
+    _r("lm_head.weight", "lm_head.weight"),
+]
+
+NAME_TABLES: dict[str, list[Row]] = {
+    "gpt2": [
+        _r("wte.weight", "transformer.wte.weight"),
+        _r("wpe.weight", "transformer.wpe.weight"),
+        _r("blocks.{i}.norm_attn.weight", "transformer.h.{i}.ln_1.weight"),
+        _r("blocks.{i}.norm_attn.bias", "transformer.h.{i}.ln_1.bias"),
+        _r("blocks.{i}.attn.qkv.weight", "transformer.h.{i}.attn.c_attn.weight", transpose=True),
+        _r("blocks.{i}.attn.qkv.bias", "transformer.h.{i}.attn.c_attn.bias"),
+        _r("blocks.{i}.attn.proj.weight", "transformer.h.{i}.attn.c_proj.weight", transpose=True),
+        _r("blocks.{i}.attn.proj.bias", "transformer.h.{i}.attn.c_proj.bias"),
+        _r("blocks.{i}.norm_mlp.weight", "transformer.h.{i}.ln_2.weight"),
+        _r("blocks.{i}.norm_mlp.bias", "transformer.h.{i}.ln_2.bias"),
+        _r("blocks.{i}.mlp.fc.weight", "transformer.h.{i}.mlp.c_fc.weight", transpose=True),
+        _r("blocks.{i}.mlp.fc.bias", "transformer.h.{i}.mlp.c_fc.bias"),
+        _r("blocks.{i}.mlp.proj.weight", "transformer.h.{i}.mlp.c_proj.weight", transpose=True),
+        _r("blocks.{i}.mlp.proj.bias", "transformer.h.{i}.mlp.c_proj.bias"),
+        _r("norm_f.weight", "transformer.ln_f.weight"),
+        _r("norm_f.bias", "transformer.ln_f.bias"),
+        _r("lm_head.weight", "lm_head.weight"),
+    ],
+    "llama": [
+        *_LLAMA_ATTN_AND_NORMS,
+        _r("blocks.{i}.mlp.gate_up.weight", *(f"model.layers.{{i}}.mlp.{p}_proj.weight" for p in ("gate", "up"))),
+        _r("blocks.{i}.mlp.gate_up.bias", *(f"model.layers.{{i}}.mlp.{p}_proj.bias" for p in ("gate", "up"))),
+        _r("blocks.{i}.mlp.proj.weight", "model.layers.{i}.mlp.down_proj.weight"),
+        _r("blocks.{i}.mlp.proj.bias", "model.layers.{i}.mlp.down_proj.bias"),
+    ],
+    "mixtral": [
+        *_LLAMA_ATTN_AND_NORMS,
+        _r("blocks.{i}.mlp.router.weight", "model.layers.{i}.block_sparse_moe.gate.weight"),
+        _r(
+            "blocks.{i}.mlp.experts.{e}.gate_up.weight",
+            "model.layers.{i}.block_sparse_moe.experts.{e}.w1.weight",
+            "model.layers.{i}.block_sparse_moe.experts.{e}.w3.weight",
+        ),
+        _r("blocks.{i}.mlp.experts.{e}.proj.weight", "model.layers.{i}.block_sparse_moe.experts.{e}.w2.weight"),
+    ],
+}
+NAME_TABLES["mistral"] = NAME_TABLES["llama"]
+
+
+# ---------------------------------------------------------------- configs
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise FormatError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: expected a JSON object")
+    return data
+
+
+def _get(hf: dict, key: str, source: str, default: Any = ...) -> Any:
+    if key in hf and hf[key] is not None:
+        return hf[key]
+    if default is ...:
+        raise ConfigError(f"{source}: field {key!r} is missing")
+    return default
+
+
+_GPT2_ACTIVATIONS = {
+    "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu": "gelu",
+}
+
+
+def config_from_hf(hf: dict, source: str = "config.json") -> GPTConfig:
+    """Translate an HF ``config.json`` (gpt2 / llama / mistral / mixtral) into a :class:`GPTConfig`."""
+    model_type = hf.get("model_type")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ConfigError(
+            f"{source}: model_type {model_type!r} is not supported by the GPT importer "
+            f"(supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
+        )
+    if model_type == "gpt2":
+        act = _get(hf, "activation_function", source, "gelu_new")
+        if act not in _GPT2_ACTIVATIONS:
+            raise ConfigError(f"{source}: activation_function {act!r} is not supported")
+        for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"):
+            if hf.get(flag):
+                raise ConfigError(f"{source}: {flag}=true is not supported")
+        if hf.get("scale_attn_weights") is False:
+            raise ConfigError(f"{source}: scale_attn_weights=false is not supported")
+        return GPTConfig(
+            vocab_size=_get(hf, "vocab_size", source), block_size=_get(hf, "n_positions", source),
+            n_layer=_get(hf, "n_layer", source), n_head=_get(hf, "n_head", source), n_embd=_get(hf, "n_embd", source),
+            ffn_hidden=hf.get("n_inner"), norm="layer", norm_eps=_get(hf, "layer_norm_epsilon", source, 1e-5),
+            mlp=_GPT2_ACTIVATIONS[act], pos="learned", bias=True,
+            tie_embeddings=_get(hf, "tie_word_embeddings", source, True),
+        )
+    act = _get(hf, "hidden_act", source, "silu")
+    if act != "silu":
+        raise ConfigError(f"{source}: hidden_act {act!r} is not supported (expected 'silu')")
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type != "default":
+        raise ConfigError(f"{source}: rope type {rope_type!r} is not supported (only plain RoPE)")
+    theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+    attention_bias = bool(hf.get("attention_bias", False))
+    if bool(hf.get("mlp_bias", False)) != attention_bias and model_type == "llama":
+        raise ConfigError(f"{source}: attention_bias != mlp_bias is not supported")
+    return GPTConfig(
+        vocab_size=_get(hf, "vocab_size", source), block_size=_get(hf, "max_position_embeddings", source),
+        n_layer=_get(hf, "num_hidden_layers", source), n_head=_get(hf, "num_attention_heads", source),
+        n_embd=_get(hf, "hidden_size", source), n_kv_head=hf.get("num_key_value_heads"), head_dim=hf.get("head_dim"),
+        ffn_hidden=_get(hf, "intermediate_size", source), norm="rms", norm_eps=_get(hf, "rms_norm_eps", source, 1e-6),
+        mlp="swiglu", pos="rope", rope_theta=float(theta), bias=attention_bias,
+        qkv_bias=attention_bias, tie_embeddings=_get(hf, "tie_word_embeddings", source, False),
+        n_expert=hf.get("num_local_experts", 0) if model_type == "mixtral" else 0,
+        n_expert_per_tok=hf.get("num_experts_per_tok", 2),
+        router_aux_loss_coef=hf.get("router_aux_loss_coef", 0.01),
+    )
+
+
+def model_type_for(cfg: GPTConfig) -> str:
+    """Which HF architecture can hold this config exactly (or a ConfigError saying why none can)."""
+    if cfg.pos == "learned" and cfg.norm == "layer" and cfg.mlp in ("gelu", "gelu_tanh") and cfg.bias:
+        if cfg.n_kv_head != cfg.n_head or cfg.head_dim * cfg.n_head != cfg.n_embd or cfg.n_expert:
+            raise ConfigError("export: GPT-2 layout needs n_kv_head == n_head, head_dim * n_head == n_embd, no MoE")
+        return "gpt2"
+    if cfg.pos == "rope" and cfg.norm == "rms" and cfg.mlp == "swiglu":
+        if cfg.qkv_bias != cfg.bias:
+            raise ConfigError("export: Llama needs qkv_bias == bias (HF's attention_bias covers q, k, v and o)")
+        return "mixtral" if cfg.n_expert else "llama"
+    raise ConfigError(
+        f"export: no Hugging Face architecture matches pos={cfg.pos!r}, norm={cfg.norm!r}, mlp={cfg.mlp!r} "
+        "(GPT-2: learned/layer/gelu_tanh with biases; Llama: rope/rms/swiglu)"
+    )
+
+
+def config_to_hf(cfg: GPTConfig) -> dict:
+    """The ``config.json`` ``transformers`` needs to rebuild ``cfg``."""
+    model_type = model_type_for(cfg)
+    if model_type == "gpt2":
+        return {
+            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": cfg.vocab_size,
+            "n_positions": cfg.block_size, "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
+            "n_inner": cfg.ffn_hidden, "activation_function": "gelu_new" if cfg.mlp == "gelu_tanh" else "gelu",
+            "layer_norm_epsilon": cfg.norm_eps, "tie_word_embeddings": cfg.tie_embeddings,
+            "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout,
+            "initializer_range": cfg.init_std, "dtype": "float32",
+        }
+    hf = {
+        "architectures": ["MixtralForCausalLM" if model_type == "mixtral" else "LlamaForCausalLM"],
+        "model_type": model_type, "vocab_size": cfg.vocab_size, "max_position_embeddings": cfg.block_size,
+        "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head, "num_key_value_heads": cfg.n_kv_head,
+        "hidden_size": cfg.n_embd, "head_dim": cfg.head_dim, "intermediate_size": cfg.ffn_hidden,
+        "rms_norm_eps": cfg.norm_eps, "hidden_act": "silu", "attention_bias": cfg.bias,
+        "rope_theta": cfg.rope_theta, "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+        "tie_word_embeddings": cfg.tie_embeddings, "attention_dropout": cfg.dropout,
+        "initializer_range": cfg.init_std, "dtype": "float32",
+    }
+    if model_type == "mixtral":
+        hf.update(num_local_experts=cfg.n_expert, num_experts_per_tok=cfg.n_expert_per_tok,
+                  router_aux_loss_coef=cfg.router_aux_loss_coef)
+    else:
+        hf["mlp_bias"] = cfg.bias
+    return hf
+
+
+# ---------------------------------------------------------------- weights
+
+
+def _expand(table: list[Row], cfg: GPTConfig) -> list[Row]:
+    """Rows with ``{i}`` / ``{e}`` filled in for every block / expert."""
+    rows = []
+    for row in table:
+        for i in range(cfg.n_layer) if "{i}" in row.ours else [0]:
+            for e in range(cfg.n_expert) if "{e}" in row.ours else [0]:
+                theirs = tuple(t.format(i=i, e=e) for t in row.theirs)
+                rows.append(Row(row.ours.format(i=i, e=e), theirs, row.transpose))
+    return rows
+
+
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """All tensors of an HF folder by name, from safetensors (single or sharded) or ``pytorch_model.bin``."""
+    from safetensors.torch import load_file
+
+    def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+        try:
+            return load_file(str(path))
+        except FileNotFoundError:
+            raise FormatError(f"{path}: file not found") from None
+        except Exception as e:  # safetensors raises its own error types for corrupt/truncated files
+            raise FormatError(f"{path}: not a readable safetensors file ({e})") from None
+
+    if (folder / "model.safetensors").exists():
+        return load_safetensors(folder / "model.safetensors")
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        if not shards:
+            raise FormatError(f"{index}: 'weight_map' is missing or empty")
+        weights: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            weights.update(load_safetensors(folder / shard))
+        return weights
+    bin_path = folder / "pytorch_model.bin"
+    if bin_path.exists():
+        try:
+            return torch.load(bin_path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise FormatError(f"{bin_path}: cannot be read as a PyTorch state dict ({e})") from None
+    raise FormatError(f"{folder}: no weights found (expected model.safetensors, model.safetensors.index.json "
+                      "or pytorch_model.bin)")
+
+
+def state_dict_from_hf(
+    weights: dict[str, torch.Tensor], cfg: GPTConfig, model_type: str, source: str
+) -> dict[str, torch.Tensor]:
+    """HF-named tensors → lmforge-named tensors, checking every needed tensor is there with the right shape."""
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in GPT(cfg).state_dict().items()}
+    if model_type == "gpt2" and "transformer.wte.weight" not in weights and "wte.weight" in weights:
+        weights = {f"transformer.{k}": v for k, v in weights.items()}  # saved from GPT2Model (no LM head)
+    state = {}
+    for row in _expand(NAME_TABLES[model_type], cfg):
+        if row.ours not in expected or (row.ours == "lm_head.weight" and cfg.tie_embeddings):
+            continue  # e.g. biases of a bias-free model
+        missing = [t for t in row.theirs if t not in weights]
+        if missing:
+            raise FormatError(f"{source}: tensor {missing[0]!r} is missing")
+        parts = [weights[t].t() if row.transpose else weights[t] for t in row.theirs]
+        try:
+            tensor = torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
+        except RuntimeError:
+            shapes = {t: tuple(weights[t].shape) for t in row.theirs}
+            raise FormatError(f"{source}: tensors {shapes} have mismatched shapes") from None
+        if tuple(tensor.shape) != tuple(expected[row.ours]):
+            want = tuple(expected[row.ours])
+            if row.transpose:
+                want = want[::-1]
+            got = {t: tuple(weights[t].shape) for t in row.theirs}
+            raise FormatError(f"{source}: tensor(s) {got} do not fit the config (expected {want} in total)")
+        state[row.ours] = tensor
+    return state
+
+
+def state_dict_to_hf(model: GPT) -> dict[str, torch.Tensor]:
+    """lmforge-named tensors → HF-named, contiguous tensors (fused matrices split again)."""
+    cfg = model.config
+    ours = model.state_dict()
+    model_type = model_type_for(cfg)
+    out = {}
+    for row in _expand(NAME_TABLES[model_type], cfg):
+        if row.ours not in ours or (row.ours == "lm_head.weight" and cfg.tie_embeddings):
+            continue
+        tensor = ours[row.ours].detach()
+        if len(row.theirs) > 1:
+            if ".qkv." in row.ours:
+                sizes = [cfg.n_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim]
+            else:  # gate_up
+                sizes = [cfg.ffn_hidden, cfg.ffn_hidden]
+            parts = tensor.split(sizes, dim=0)
+        else:
+            parts = [tensor]
+        for name, part in zip(row.theirs, parts, strict=True):
+            out[name] = (part.t() if row.transpose else part).contiguous().clone()
+    return out
+
+
+# ---------------------------------------------------------------- folders
+
+
+def read_generation_config(folder: Path, hf_config: dict | None = None) -> dict:
+    """eos/bos/pad ids: ``generation_config.json`` first, then ``config.json``. ``eos_token_id`` is a list."""
+    gen = _read_json(folder / "generation_config.json") if (folder / "generation_config.json").exists() else {}
+    hf_config = hf_config or {}
+    out = {}
+    for key in ("eos_token_id", "bos_token_id", "pad_token_id"):
+        value = gen.get(key, hf_config.get(key))
+        if value is not None:
+            out[key] = value
+    eos = out.get("eos_token_id")
+    if eos is not None and not isinstance(eos, list):
+        out["eos_token_id"] = [eos]
+    return out
+
+
+def is_hf_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").exists()
+
+
+def load_hf(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float32, **_: Any) -> Any:
+    """``lmforge.load`` for an HF GPT-2 / Llama / Mistral / Mixtral folder → :class:`~lmforge.io.bundle.LM`."""
+    from lmforge.io.bundle import LM, load_folder_tokenizer
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FormatError(f"{folder}: not a folder (expected a Hugging Face model folder with config.json)")
+    hf = _read_json(folder / "config.json")
+    cfg = config_from_hf(hf, str(folder / "config.json"))
+    model_type = hf["model_type"]
+    state = state_dict_from_hf(read_weights(folder), cfg, model_type, str(folder))
+    model = GPT.from_state_dict(cfg, state, str(folder), dtype=dtype).eval()
+    return LM(
+        model=model, tokenizer=load_folder_tokenizer(folder), config=cfg,
+        generation_config=read_generation_config(folder, hf), path=folder,
+    )
+
+
+def save_hf(
+    folder: str | os.PathLike, model: GPT, tokenizer: Any = None, generation_config: dict | None = None
+) -> Path:
+    """Write ``model`` as an HF folder (``config.json``, ``model.safetensors``, ``generation_config.json``, and
+    ``tokenizer.json`` when a tokenizer is given), every file atomically. ``transformers`` loads the result with
+    ``AutoModelForCausalLM.from_pretrained(folder)``."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    hf = config_to_hf(model.config)
+    gen = dict(generation_config or {})
+    for key in ("eos_token_id", "bos_token_id", "pad_token_id"):
+        if key not in gen and tokenizer is not None and getattr(tokenizer, key, None) is not None:
+            gen[key] = getattr(tokenizer, key)
+    hf.update({k: v for k, v in gen.items() if k in ("eos_token_id", "bos_token_id", "pad_token_id")})
+    tensors = state_dict_to_hf(model)
+    atomic_write_with(folder / "model.safetensors", lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write_text(folder / "config.json", json.dumps(hf, indent=2) + "\n")
+    atomic_write_text(folder / "generation_config.json", json.dumps(gen, indent=2) + "\n")
+    if tokenizer is not None:
+        atomic_write_text(folder / "tokenizer.json", json.dumps(tokenizer.to_hf_json(), ensure_ascii=False) + "\n")
+    return folder

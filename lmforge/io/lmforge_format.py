@@ -1,0 +1,139 @@
+"""lmforge's own model folder: ``lmforge.json`` (``{"arch": ..., "config": {...}}`` plus ``generation`` ids),
+``model.safetensors`` (lmforge parameter names) and, when there is a tokenizer, ``tokenizer.json`` (the HF
+format). Every file is written atomically, so an interrupted save never leaves a half-written file.
+
+>>> save_model("run/model", model, tokenizer)   # doctest: +SKIP
+>>> lm = lmforge.load("run/model")              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lmforge.errors import ConfigError, FormatError
+from lmforge.fileio import atomic_write_text, atomic_write_with
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "lmforge.json"
+
+# arch → (module, model class, config class). One line per model family; the config class needs a
+# ``to_dict()`` and is rebuilt from the dict with ``from_dict(d, source)`` when it has one, else ``cls(**d)``.
+ARCHITECTURES: dict[str, tuple[str, str, str]] = {
+    "gpt": ("lmforge.models.gpt", "GPT", "GPTConfig"),
+    "bert": ("lmforge.models.bert", "Bert", "BertConfig"),
+}
+
+
+def _arch_of(model: torch.nn.Module) -> str:
+    for arch, (module, cls_name, _) in ARCHITECTURES.items():
+        if type(model).__module__ == module and type(model).__name__ == cls_name:
+            return arch
+    raise ConfigError(f"save_model: {type(model).__name__} is not a known lmforge model ({list(ARCHITECTURES)})")
+
+
+def save_model(
+    folder: str | os.PathLike, model: torch.nn.Module, tokenizer: Any = None, generation_config: dict | None = None
+) -> Path:
+    """Write ``model`` (and ``tokenizer``) as an lmforge model folder that :func:`lmforge.load` opens.
+
+    Tied weights are stored once. ``generation_config`` (e.g. ``{"eos_token_id": [2]}``) is kept in
+    ``lmforge.json``; by default the tokenizer's eos/bos/pad ids are recorded.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arch = _arch_of(model)
+    state, seen = {}, set()
+    for name, tensor in model.state_dict().items():
+        # Tied weights (e.g. the LM head that IS the embedding) are stored once; the model re-ties on load.
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if key not in seen:
+            seen.add(key)
+            state[name] = tensor.detach().contiguous().cpu()
+    gen = dict(generation_config or {})
+    for key in ("eos_token_id", "bos_token_id", "pad_token_id"):
+        if key not in gen and tokenizer is not None and getattr(tokenizer, key, None) is not None:
+            gen[key] = getattr(tokenizer, key)
+    meta = {"format": "lmforge", "version": FORMAT_VERSION, "arch": arch, "config": model.config.to_dict(),
+            "generation": gen}
+    atomic_write_with(folder / "model.safetensors", lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    if tokenizer is not None:
+        atomic_write_text(folder / "tokenizer.json", json.dumps(tokenizer.to_hf_json(), ensure_ascii=False) + "\n")
+    # Written last: a folder with lmforge.json is complete.
+    atomic_write_text(folder / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
+    return folder
+
+
+def is_lmforge_folder(path: Path) -> bool:
+    return path.is_dir() and (path / CONFIG_FILE).exists()
+
+
+def read_meta(folder: Path) -> dict:
+    path = folder / CONFIG_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FormatError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise FormatError(f"{path}: expected an object with 'arch' and a 'config' object")
+    if meta.get("arch") not in ARCHITECTURES:
+        raise ConfigError(f"{path}: arch {meta.get('arch')!r} is unknown (expected one of {list(ARCHITECTURES)})")
+    return meta
+
+
+def load_model(folder: str | os.PathLike, *, dtype: torch.dtype | None = None) -> tuple[torch.nn.Module, dict]:
+    """``(model in eval mode, lmforge.json contents)`` from an lmforge model folder."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    meta = read_meta(folder)
+    module, model_name, config_name = ARCHITECTURES[meta["arch"]]
+    mod = importlib.import_module(module)
+    config_cls, model_cls = getattr(mod, config_name), getattr(mod, model_name)
+    source = str(folder / CONFIG_FILE)
+    if hasattr(config_cls, "from_dict"):
+        config = config_cls.from_dict(meta["config"], source)
+    else:
+        try:
+            config = config_cls(**meta["config"])
+        except TypeError as e:
+            raise ConfigError(f"{source}: {e}") from None
+    weights_path = folder / "model.safetensors"
+    try:
+        state = load_file(str(weights_path))
+    except FileNotFoundError:
+        raise FormatError(f"{weights_path}: file not found") from None
+    except Exception as e:  # safetensors' own error types for truncated / corrupt files
+        raise FormatError(f"{weights_path}: not a readable safetensors file ({e})") from None
+    if hasattr(model_cls, "from_state_dict"):
+        model = model_cls.from_state_dict(config, state, str(weights_path), dtype=dtype)
+    else:
+        model = model_cls(config)
+        if getattr(config, "tie_embeddings", False) and "lm_head.weight" not in state:
+            state["lm_head.weight"] = state.get("wte.weight")
+        result = model.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise FormatError(f"{weights_path}: missing tensor(s) {result.missing_keys[:5]}, unexpected "
+                              f"{result.unexpected_keys[:5]}")
+        if dtype is not None:
+            model.to(dtype)
+    return model.eval(), meta
+
+
+def load_lmforge(path: str | os.PathLike, *, dtype: torch.dtype | None = None, **_: Any) -> Any:
+    """``lmforge.load`` for an lmforge model folder → :class:`~lmforge.io.bundle.LM`."""
+    from lmforge.io.bundle import LM, load_folder_tokenizer
+
+    folder = Path(path)
+    model, meta = load_model(folder, dtype=dtype)
+    return LM(model=model, tokenizer=load_folder_tokenizer(folder), config=model.config,
+              generation_config=meta.get("generation"), path=folder)
