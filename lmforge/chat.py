@@ -110,3 +110,17 @@ def render_chat(
         )
     except jinja2.exceptions.TemplateError as e:
         raise ChatTemplateError(f"chat template rejected the conversation: {e}") from None
+
+
+def chat_prompt(tokenizer: Any, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True,
+                **extra: Any) -> str:
+    """The prompt text for ``messages`` with ``tokenizer``'s own chat template and special tokens, ready for the
+    model to write the assistant's next turn. ``tokenizer`` is any object with ``chat_template`` and optional
+    ``bos_token`` / ``eos_token`` attributes (lmforge's ``Tokenizer``)."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        raise ConfigError("chat template: the model's tokenizer has none (it is not an instruct/chat model?)")
+    return render_chat(
+        template, messages, add_generation_prompt=add_generation_prompt,
+        bos_token=getattr(tokenizer, "bos_token", None), eos_token=getattr(tokenizer, "eos_token", None), **extra,
+    )

@@ -9,7 +9,7 @@ are expanded to float with ``gguf.quants.dequantize``. Three things need care:
   adjacent (``x0,x1``), while lmforge (like the Hugging Face checkpoints) pairs channel ``i`` with ``i + D/2``;
   :func:`unpermute_rope_rows` undoes it;
 * the pre-tokenizer: the file only names it (``tokenizer.ggml.pre = "smollm"``); the regex that goes with each
-  name is in :data:`PRE_TOKENIZER_PATTERNS`.
+  name is in :data:`PRE_TOKENIZERS`.
 
 Dequantizing a whole file takes a second or two, building the float32 state dict more; the result is cached as
 safetensors keyed by the file's content hash (see :mod:`lmforge.io.cache`), so a second load is fast.
@@ -67,12 +67,10 @@ TENSOR_NAMES: dict[str, tuple[str, int]] = {
     "blk.{i}.ffn_down.weight": ("blocks.{i}.mlp.proj.weight", 0),
 }
 
-# The regexes behind llama.cpp's pre-tokenizer names (tokenizer.ggml.pre), as used by the models' own
-# tokenizer.json files. Unknown names fall back to GPT-2's split, with a warning.
+# How text is cut before BPE, per llama.cpp pre-tokenizer name (tokenizer.ggml.pre): (regex, individual_digits),
+# as in the models' own tokenizer.json files. individual_digits: every digit is cut apart FIRST, then the regex
+# runs on what is left (SmolLM, StarCoder). Unknown names fall back to GPT-2's split, with a warning.
 _GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-# SmolLM / StarCoder: digits are cut one by one BEFORE the GPT-2 split runs on what is left. As one regex: each
-# digit alone, and a whitespace run may also end where a digit begins (that was the end of its piece).
-_DIGITS_THEN_GPT2_SPLIT = r"""\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+"""
 _LLAMA3_SPLIT = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
     r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
@@ -81,17 +79,17 @@ _QWEN2_SPLIT = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
     r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
-PRE_TOKENIZER_PATTERNS: dict[str, str] = {
-    "default": _GPT2_SPLIT,
-    "gpt2": _GPT2_SPLIT,
-    "gpt-2": _GPT2_SPLIT,
-    "smollm": _DIGITS_THEN_GPT2_SPLIT,
-    "starcoder": _DIGITS_THEN_GPT2_SPLIT,
-    "refact": _DIGITS_THEN_GPT2_SPLIT,
-    "llama3": _LLAMA3_SPLIT,
-    "llama-v3": _LLAMA3_SPLIT,
-    "llama-bpe": _LLAMA3_SPLIT,
-    "qwen2": _QWEN2_SPLIT,
+PRE_TOKENIZERS: dict[str, tuple[str, bool]] = {
+    "default": (_GPT2_SPLIT, False),
+    "gpt2": (_GPT2_SPLIT, False),
+    "gpt-2": (_GPT2_SPLIT, False),
+    "smollm": (_GPT2_SPLIT, True),
+    "starcoder": (_GPT2_SPLIT, True),
+    "refact": (_GPT2_SPLIT, True),
+    "llama3": (_LLAMA3_SPLIT, False),
+    "llama-v3": (_LLAMA3_SPLIT, False),
+    "llama-bpe": (_LLAMA3_SPLIT, False),
+    "qwen2": (_QWEN2_SPLIT, False),
 }
 
 # tokenizer.ggml.token_type values (llama.cpp's llama_token_type)
@@ -254,8 +252,8 @@ def gguf_tokenizer_spec(gf: GGUFFile) -> dict[str, Any]:
     """Everything needed to build the byte-level BPE tokenizer the file describes, as plain Python values.
 
     Returns ``vocab`` (token → id), ``merges`` (pairs, best first), ``special_tokens`` (control and user-defined
-    tokens → id, matched whole in the text), ``pattern`` (pre-tokenizer regex), ``bos_token``/``eos_token``/
-    ``pad_token``, ``add_bos``/``add_eos`` and ``chat_template``.
+    tokens → id, matched whole in the text), ``pattern`` and ``individual_digits`` (the pre-tokenizer),
+    ``bos_token``/``eos_token``/``pad_token``, ``add_bos``/``add_eos`` and ``chat_template``.
     """
     meta = gf.metadata
     model = meta.get("tokenizer.ggml.model")
@@ -278,11 +276,10 @@ def gguf_tokenizer_spec(gf: GGUFFile) -> dict[str, Any]:
     special = {tokens[i]: i for i, kind in enumerate(token_types)
                if kind in (TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED)}
     pre = meta.get("tokenizer.ggml.pre", "default")
-    pattern = PRE_TOKENIZER_PATTERNS.get(pre)
-    if pattern is None:
+    if pre not in PRE_TOKENIZERS:
         warnings.warn(f"{gf.path}: unknown pre-tokenizer tokenizer.ggml.pre={pre!r}; splitting text as GPT-2 does",
                       stacklevel=2)
-        pattern = _GPT2_SPLIT
+    pattern, individual_digits = PRE_TOKENIZERS.get(pre, PRE_TOKENIZERS["default"])
 
     def token_of(key: str) -> str | None:
         token_id = meta.get(f"tokenizer.ggml.{key}")
@@ -299,6 +296,7 @@ def gguf_tokenizer_spec(gf: GGUFFile) -> dict[str, Any]:
         "merges": merges,
         "special_tokens": special,
         "pattern": pattern,
+        "individual_digits": individual_digits,
         "bos_token": token_of("bos_token_id"),
         "eos_token": token_of("eos_token_id"),
         "pad_token": token_of("padding_token_id"),
@@ -306,3 +304,56 @@ def gguf_tokenizer_spec(gf: GGUFFile) -> dict[str, Any]:
         "add_eos": bool(meta.get("tokenizer.ggml.add_eos_token", False)),
         "chat_template": meta.get("tokenizer.chat_template"),
     }
+
+
+def gguf_tokenizer(gf: GGUFFile) -> Any:
+    """The file's tokenizer as an lmforge ``Tokenizer``, with its ``chat_template`` attached."""
+    from lmforge.tokenizers import Tokenizer
+
+    spec = gguf_tokenizer_spec(gf)
+    tokenizer = Tokenizer.from_byte_level_bpe(
+        spec["vocab"], spec["merges"], pattern=spec["pattern"], individual_digits=spec["individual_digits"],
+        special_tokens=spec["special_tokens"], bos_token=spec["bos_token"], eos_token=spec["eos_token"],
+        pad_token=spec["pad_token"], add_bos=spec["add_bos"], add_eos=spec["add_eos"],
+    )
+    tokenizer.chat_template = spec["chat_template"]
+    return tokenizer
+
+
+def _generation_config(gf: GGUFFile) -> dict[str, Any]:
+    """bos/eos/pad ids as ``lmforge.generate`` expects them (``eos_token_id`` is a list)."""
+    meta = gf.metadata
+    out: dict[str, Any] = {}
+    for ours, key in (("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"),
+                      ("pad_token_id", "padding_token_id")):
+        if f"tokenizer.ggml.{key}" in meta:
+            out[ours] = int(meta[f"tokenizer.ggml.{key}"])
+    if "eos_token_id" in out:
+        out["eos_token_id"] = [out["eos_token_id"]]
+    return out
+
+
+def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, cache: bool = True, **_: Any) -> Any:
+    """``lmforge.load`` for a ``.gguf`` file → :class:`~lmforge.io.bundle.LM` with model, tokenizer (and its chat
+    template) and generation ids, all from the one file.
+
+    The dequantized float32 weights are cached (see :mod:`lmforge.io.cache`; ``cache=False`` skips it), keyed by
+    the file's SHA-256, so the second load of the same file skips dequantization.
+    """
+    from lmforge.io.bundle import LM
+    from lmforge.io.cache import cached_tensors, file_sha256
+    from lmforge.models.gpt import GPT, GPTConfig
+
+    gf = open_gguf(path)
+    kwargs = gguf_config_kwargs(gf)
+    try:
+        config = GPTConfig(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{gf.path}: {e}") from None
+    tokenizer = gguf_tokenizer(gf)  # before the weights: a bad tokenizer fails fast
+    key = f"{file_sha256(gf.path)}-v{CONVERSION_VERSION}"
+    state = cached_tensors(key, lambda: gguf_state_dict(gf, kwargs), use_cache=cache,
+                           metadata={"source": gf.path.name, "conversion": CONVERSION_VERSION})
+    model = GPT.from_state_dict(config, state, str(gf.path), dtype=dtype).eval()
+    return LM(model=model, tokenizer=tokenizer, config=config, generation_config=_generation_config(gf),
+              path=gf.path)
