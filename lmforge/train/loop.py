@@ -302,18 +302,25 @@ def plot_losses(metrics_path: str | os.PathLike, png_path: str | os.PathLike) ->
 @torch.no_grad()
 def evaluate(model: nn.Module, task: Task, batch_size: int, max_batches: int, dist_ctx: DistContext,
              device: torch.device, bf16: bool = False) -> float | None:
-    """Mean validation loss over ``task.eval_batches`` (each process takes every world-th batch)."""
+    """Mean validation loss over the first ``max_batches`` of ``task.eval_batches(batch_size)``.
+
+    Each process evaluates its share of the rows of every batch; the example-weighted mean is the same for
+    any number of processes.
+    """
     batches = task.eval_batches(batch_size)[:max_batches]
     if not batches:
         return None
     was_training = model.training
     model.eval()
-    total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of batch losses, batches)
-    for i in range(dist_ctx.rank, len(batches), dist_ctx.world):
-        batch = batch_to(batches[i], device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            total[0] += task.loss(model, batch).double()
-        total[1] += 1
+    total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of loss x rows, rows)
+    for batch in batches:
+        rows = len(_first_tensor(batch))
+        start, stop = rows * dist_ctx.rank // dist_ctx.world, rows * (dist_ctx.rank + 1) // dist_ctx.world
+        if stop > start:
+            mine = batch_to(split_batch(batch, start, stop), device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                total[0] += task.loss(model, mine).double() * (stop - start)
+            total[1] += stop - start
     dist_ctx.all_reduce_sum(total)
     model.train(was_training)
     return float(total[0] / total[1])
@@ -447,7 +454,7 @@ def train(
                 row["grad_norm"] = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor")
                                          else grad_norm)
             if (config.eval_every and step % config.eval_every == 0) or step == config.steps:
-                val_loss = evaluate(forward_model, task, max(micro, 1) * config.grad_accum, config.eval_batches,
+                val_loss = evaluate(forward_model, task, config.batch_size, config.eval_batches,
                                     dist_ctx, dev, config.bf16)
                 if val_loss is not None:
                     row["val_loss"] = val_loss
