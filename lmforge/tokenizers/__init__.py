@@ -1,0 +1,11 @@
+"""Subword tokenizers: byte-level BPE (GPT-2/GPT-4 style) and WordPiece (BERT), one ``Tokenizer`` interface,
+trainers, and the ecosystem's file formats (HF ``tokenizer.json``, GPT-2 ``vocab.json``/``merges.txt``, BERT
+``vocab.txt``, tiktoken ranks). Imports no torch.
+"""
+
+from lmforge.tokenizers.bpe import CL100K_PATTERN, GPT2_PATTERN, bytes_to_unicode
+from lmforge.tokenizers.formats import load_tokenizer
+from lmforge.tokenizers.tokenizer import Tokenizer
+from lmforge.tokenizers.train import train_tokenizer
+
+__all__ = ["CL100K_PATTERN", "GPT2_PATTERN", "Tokenizer", "bytes_to_unicode", "load_tokenizer", "train_tokenizer"]

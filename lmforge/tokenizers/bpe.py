@@ -1,0 +1,305 @@
+"""Byte-level BPE, the readable reference: byte alphabet, merges by rank, and an incremental trainer.
+
+A byte-level BPE vocabulary starts from the 256 byte values, so every string is representable. Training
+repeatedly fuses the most frequent adjacent pair into a new token (a *merge*); encoding replays the merges on
+each pre-token, lowest rank first. Token ids are plain ints; ``BPEModel.token_bytes[id]`` is what a token
+stands for. Token *strings* (as in GPT-2's ``vocab.json``) use the printable bytes-to-unicode alphabet.
+
+These pure-Python functions are the reference; ``lmforge.tokenizers.fast`` compiles the same loops with numba
+and is tested against them.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+
+# GPT-2's pre-tokenizer: contractions, letter runs, number runs, punctuation runs (each with one optional
+# leading space), then whitespace. The lookahead keeps the last space of a run for the next word.
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# GPT-4's (cl100k_base): case-insensitive contractions, numbers in groups of at most 3, newlines apart.
+CL100K_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|"""
+    r"""\s+(?!\S)|\s+"""
+)
+
+
+@lru_cache(maxsize=1)
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's map from each byte to a printable character, so tokens can be stored as JSON strings.
+
+    Printable Latin-1 bytes map to themselves; the others (controls, space, ...) to code points from 256 up.
+
+    >>> b2u = bytes_to_unicode(); b2u[ord("a")], b2u[ord(" ")], b2u[ord("\\n")]
+    ('a', 'Ġ', 'Ċ')
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+@lru_cache(maxsize=1)
+def unicode_to_bytes() -> dict[str, int]:
+    """Inverse of ``bytes_to_unicode``: ``unicode_to_bytes()["Ġ"] == 32``."""
+    return {c: b for b, c in bytes_to_unicode().items()}
+
+
+def bytes_to_token_string(data: bytes) -> str:
+    """``b" the"`` → ``"Ġthe"`` (the GPT-2 ``vocab.json`` spelling of a token)."""
+    b2u = bytes_to_unicode()
+    return "".join(b2u[b] for b in data)
+
+
+def token_string_to_bytes(token: str) -> bytes:
+    """``"Ġthe"`` → ``b" the"``; a character outside the byte alphabet raises KeyError."""
+    u2b = unicode_to_bytes()
+    return bytes(u2b[c] for c in token)
+
+
+def get_stats(ids: list[int], counts: dict[tuple[int, int], int] | None = None, weight: int = 1):
+    """Count adjacent pairs, adding ``weight`` per occurrence.
+
+    >>> get_stats([1, 2, 3, 1, 2])
+    {(1, 2): 2, (2, 3): 1, (3, 1): 1}
+    """
+    counts = {} if counts is None else counts
+    for pair in zip(ids, ids[1:], strict=False):
+        counts[pair] = counts.get(pair, 0) + weight
+    return counts
+
+
+def merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """Replace every non-overlapping occurrence of ``pair`` (left to right) by ``new_id``.
+
+    >>> merge([1, 2, 3, 1, 2], (1, 2), 4)
+    [4, 3, 4]
+    """
+    out = []
+    i = 0
+    while i < len(ids):
+        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def apply_merges(ids: list[int], pair_table: dict[tuple[int, int], tuple[int, int]]) -> list[int]:
+    """Encode one pre-token: repeatedly apply the lowest-rank merge present (``pair -> (rank, new_id)``).
+
+    >>> apply_merges([104, 105, 33], {(104, 105): (0, 256), (256, 33): (1, 257)})
+    [257]
+    """
+    ids = list(ids)
+    while len(ids) >= 2:
+        best = None
+        for pair in zip(ids, ids[1:], strict=False):
+            hit = pair_table.get(pair)
+            if hit is not None and (best is None or hit[0] < best[1][0]):
+                best = (pair, hit)
+        if best is None:
+            break
+        ids = merge(ids, best[0], best[1][1])
+    return ids
+
+
+class BPEModel:
+    """A byte-level BPE vocabulary: what each id stands for and how pairs merge.
+
+    ``token_bytes[id]`` is the byte string of token ``id`` (``None`` for ids the model does not own, e.g. added
+    special tokens in between). ``pair_table[(a, b)] = (rank, new_id)``: lower rank merges first.
+    ``merges`` is the ordered merge list (as in ``merges.txt``).
+    """
+
+    def __init__(
+        self,
+        token_bytes: list[bytes | None],
+        merges: list[tuple[int, int]],
+        *,
+        pair_table: dict[tuple[int, int], tuple[int, int]] | None = None,
+        ignore_merges: bool = False,
+        unk_id: int | None = None,
+    ):
+        self.token_bytes = list(token_bytes)
+        self.merges = list(merges)
+        self.ignore_merges = ignore_merges
+        self.unk_id = unk_id
+        self.bytes_to_id: dict[bytes, int] = {b: i for i, b in enumerate(self.token_bytes) if b is not None}
+        # id of each single byte, -1 where the vocabulary lacks it (HF drops such bytes unless unk is set)
+        self.byte_ids = [self.bytes_to_id.get(bytes([b]), -1) for b in range(256)]
+        if pair_table is None:
+            pair_table = {}
+            for rank, (a, b) in enumerate(self.merges):
+                new = self.bytes_to_id.get(self.token_bytes[a] + self.token_bytes[b])
+                if new is not None and (a, b) not in pair_table:
+                    pair_table[(a, b)] = (rank, new)
+        self.pair_table = pair_table
+        self._fast = None  # numba tables, built on first bulk use
+
+    def encode_word(self, word: bytes) -> list[int]:
+        """Ids of one pre-token (its UTF-8 bytes): start from single bytes, apply merges by rank.
+
+        >>> m = BPEModel([bytes([i]) for i in range(256)] + [b"hi"], [(104, 105)]); m.encode_word(b"hi!")
+        [256, 33]
+        """
+        if self.ignore_merges:
+            whole = self.bytes_to_id.get(word)
+            if whole is not None:
+                return [whole]
+        ids = []
+        for b in word:
+            i = self.byte_ids[b]
+            if i >= 0:
+                ids.append(i)
+            elif self.unk_id is not None:
+                ids.append(self.unk_id)
+        return apply_merges(ids, self.pair_table)
+
+    def explain_word(self, word: bytes) -> list[tuple[int, int, int, int]]:
+        """The merges applied to one pre-token, in order: ``(rank, left_id, right_id, new_id)``."""
+        ids = [self.byte_ids[b] for b in word if self.byte_ids[b] >= 0]
+        steps = []
+        while len(ids) >= 2:
+            best = None
+            for pair in zip(ids, ids[1:], strict=False):
+                hit = self.pair_table.get(pair)
+                if hit is not None and (best is None or hit[0] < best[1][0]):
+                    best = (pair, hit)
+            if best is None:
+                break
+            steps.append((best[1][0], best[0][0], best[0][1], best[1][1]))
+            ids = merge(ids, best[0], best[1][1])
+        return steps
+
+
+def pair_table_from_ranks(token_bytes: list[bytes | None]) -> dict[tuple[int, int], tuple[int, int]]:
+    """tiktoken's rule: two adjacent tokens merge when their concatenation is a token, lowest rank first.
+
+    For each token, every split into two tokens becomes a pair whose rank is the token's id (= its rank).
+
+    >>> pair_table_from_ranks([b"a", b"b", b"ab"])
+    {(0, 1): (2, 2)}
+    """
+    to_id = {b: i for i, b in enumerate(token_bytes) if b is not None}
+    table = {}
+    for i, tb in enumerate(token_bytes):
+        if tb is None or len(tb) < 2:
+            continue
+        for cut in range(1, len(tb)):
+            left, right = to_id.get(tb[:cut]), to_id.get(tb[cut:])
+            if left is not None and right is not None:
+                table[(left, right)] = (i, i)
+    return table
+
+
+def merges_from_ranks(token_bytes: list[bytes | None]) -> list[tuple[int, int]]:
+    """Recover a merge list from tiktoken-style ranks: BPE-encode each token with only the lower-ranked
+    tokens; what remains is the two halves that merge into it.
+
+    >>> merges_from_ranks([b"a", b"b", b"ab", b"abb"])
+    [(0, 1), (2, 1)]
+    """
+    to_id = {b: i for i, b in enumerate(token_bytes) if b is not None}
+    merges = []
+    for i, tb in enumerate(token_bytes):
+        if tb is None or len(tb) < 2:
+            continue
+        parts = [bytes([b]) for b in tb]
+        while len(parts) > 2:
+            best, best_rank = -1, i
+            for k in range(len(parts) - 1):
+                r = to_id.get(parts[k] + parts[k + 1])
+                if r is not None and r < best_rank:
+                    best, best_rank = k, r
+            if best < 0:
+                break
+            parts[best : best + 2] = [parts[best] + parts[best + 1]]
+        if len(parts) == 2 and parts[0] in to_id and parts[1] in to_id:
+            merges.append((to_id[parts[0]], to_id[parts[1]]))
+    return merges
+
+
+def count_words(texts: Iterable[str], split: Callable[[str], list[str]]) -> dict[bytes, int]:
+    """Pre-tokenize every text once and count each distinct pre-token (as UTF-8 bytes).
+
+    >>> count_words(["a b a"], str.split)
+    {b'a': 2, b'b': 1}
+    """
+    counts: dict[str, int] = defaultdict(int)
+    for text in texts:
+        for piece in split(text):
+            counts[piece] += 1
+    return {w.encode("utf-8"): c for w, c in counts.items()}
+
+
+def train_bpe(
+    word_counts: dict[bytes, int],
+    num_merges: int,
+    *,
+    min_frequency: int = 2,
+    first_id: int = 256,
+    progress: Callable[[int], None] | None = None,
+) -> list[tuple[int, int]]:
+    """Learn up to ``num_merges`` merges from pre-token counts; byte ``b`` is token ``b``, merge k makes
+    token ``first_id + k``.
+
+    Not the naive loop: pair counts and the words each pair occurs in are built once; a merge touches only
+    the words that hold the pair, and a max-heap with lazy deletion finds the next best pair. Ties go to the
+    smallest pair of ids, so training is deterministic.
+
+    >>> train_bpe({b"abab": 3, b"ab": 1}, 2)
+    [(97, 98), (256, 256)]
+    """
+    words = [list(w) for w in word_counts]
+    weights = list(word_counts.values())
+    pair_counts: dict[tuple[int, int], int] = defaultdict(int)
+    where: dict[tuple[int, int], set[int]] = defaultdict(set)
+    for i, w in enumerate(words):
+        for pair in zip(w, w[1:], strict=False):
+            pair_counts[pair] += weights[i]
+            where[pair].add(i)
+    heap = [(-c, p) for p, c in pair_counts.items()]
+    heapq.heapify(heap)
+    merges: list[tuple[int, int]] = []
+    while len(merges) < num_merges and heap:
+        neg, pair = heapq.heappop(heap)
+        count = pair_counts.get(pair, 0)
+        if count != -neg:  # stale entry: the count dropped since it was pushed
+            if count > 0:
+                heapq.heappush(heap, (-count, pair))
+            continue
+        if count < min_frequency:
+            break
+        new_id = first_id + len(merges)
+        merges.append(pair)
+        changed: dict[tuple[int, int], int] = defaultdict(int)
+        for i in where.pop(pair):
+            w = words[i]
+            merged = merge(w, pair, new_id)
+            if len(merged) == len(w):
+                continue  # stale position: an earlier merge already consumed this occurrence
+            for p in zip(w, w[1:], strict=False):
+                changed[p] -= weights[i]
+            for p in zip(merged, merged[1:], strict=False):
+                changed[p] += weights[i]
+                if new_id in p:
+                    where[p].add(i)
+            words[i] = merged
+        for p, delta in changed.items():
+            if delta:
+                pair_counts[p] += delta
+                if delta > 0:  # rose: needs a fresh heap entry (drops are caught when popped)
+                    heapq.heappush(heap, (-pair_counts[p], p))
+        pair_counts.pop(pair, None)
+        if progress is not None:
+            progress(1)
+    return merges

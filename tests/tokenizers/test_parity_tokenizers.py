@@ -1,0 +1,235 @@
+"""Parity with Hugging Face ``tokenizers`` (an independent Rust implementation): files it writes load in
+lmforge with identical ids and offsets, and files lmforge writes load in it with identical ids."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import AddedToken as HFAddedToken
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from lmforge.data.corpus import builtin_documents, iter_lines
+from lmforge.errors import FormatError
+from lmforge.tokenizers import Tokenizer, train_tokenizer
+
+# HF's Unicode tables are older than Python's: leave out unassigned code points (and surrogates).
+UNICODE = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cn")), max_size=80)
+pytestmark = pytest.mark.xdist_group("hf_tokenizers")
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[str]:
+    return list(iter_lines())
+
+
+@pytest.fixture(scope="module")
+def hf_bpe() -> HFTokenizer:
+    hf = HFTokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    hf.post_processor = processors.ByteLevel(trim_offsets=True)
+    trainer = trainers.BpeTrainer(vocab_size=3000, special_tokens=["<|endoftext|>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    hf.train_from_iterator(builtin_documents(), trainer)
+    return hf
+
+
+@pytest.fixture(scope="module")
+def ours_from_hf(hf_bpe) -> Tokenizer:
+    return Tokenizer.from_hf_json(json.loads(hf_bpe.to_str()))
+
+
+@pytest.fixture(scope="module")
+def ours_trained() -> Tokenizer:
+    return train_tokenizer(vocab_size=3000, special_tokens=["<|endoftext|>"])
+
+
+@pytest.fixture(scope="module")
+def hf_from_ours(ours_trained) -> HFTokenizer:
+    return HFTokenizer.from_str(json.dumps(ours_trained.to_hf_json()))
+
+
+def test_hf_trained_bpe_gives_identical_ids_on_every_corpus_line(hf_bpe, ours_from_hf, lines):
+    mismatches = [line for line in lines if hf_bpe.encode(line).ids != ours_from_hf.encode(line)]
+    assert not mismatches, mismatches[:3]
+    whole = "\n".join(lines[:2000])
+    assert hf_bpe.encode(whole).ids == ours_from_hf.encode(whole)
+
+
+def test_hf_trained_bpe_offsets_and_decode(hf_bpe, ours_from_hf, lines):
+    sample = lines[::97] + ["naïve café ☕ <|endoftext|> 中文 e\u0301"]
+    ours = ours_from_hf.encode_batch(sample, return_offsets=True)
+    for k, line in enumerate(sample):
+        ref = hf_bpe.encode(line)
+        assert ours["offsets"][k] == [tuple(o) for o in ref.offsets], line
+        assert ours_from_hf.decode(ref.ids) == hf_bpe.decode(ref.ids)
+
+
+@settings(max_examples=600, deadline=None)
+@given(UNICODE)
+def test_hf_trained_bpe_on_generated_unicode(hf_bpe, ours_from_hf, text):
+    assert ours_from_hf.encode(text) == hf_bpe.encode(text).ids
+
+
+def test_lmforge_trained_bpe_loads_in_hf_with_identical_ids(ours_trained, hf_from_ours, lines):
+    mismatches = [line for line in lines if hf_from_ours.encode(line).ids != ours_trained.encode(line)]
+    assert not mismatches, mismatches[:3]
+    ids = ours_trained.encode(lines[10])
+    assert hf_from_ours.decode(ids) == lines[10]
+    assert hf_from_ours.get_vocab_size() == ours_trained.vocab_size
+    assert hf_from_ours.token_to_id("<|endoftext|>") == ours_trained.token_to_id("<|endoftext|>")
+
+
+@settings(max_examples=600, deadline=None)
+@given(UNICODE)
+def test_lmforge_trained_bpe_in_hf_on_generated_unicode(ours_trained, hf_from_ours, text):
+    assert hf_from_ours.encode(text).ids == ours_trained.encode(text)
+
+
+def test_cl100k_pattern_round_trips_through_hf(lines):
+    from lmforge.tokenizers import CL100K_PATTERN
+
+    ours = train_tokenizer(builtin_documents()[:30], vocab_size=1200, pattern=CL100K_PATTERN)
+    hf = HFTokenizer.from_str(json.dumps(ours.to_hf_json()))
+    sample = lines[:1500] + ["I'LL pay 1234567 dollars!!\n\n  ok", "x  \n\n\ty"]
+    assert [hf.encode(t).ids for t in sample] == [ours.encode(t) for t in sample]
+
+
+@pytest.fixture(scope="module")
+def hf_pipeline() -> HFTokenizer:
+    """Many components at once: normalizers, Split behaviours, Digits, added-token flags, a template."""
+    base = train_tokenizer(builtin_documents()[:30], vocab_size=900)
+    hf = HFTokenizer.from_str(json.dumps(base.to_hf_json()))
+    hf.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace("``", '"'),
+                                          normalizers.Lowercase(), normalizers.Prepend("▁")])
+    hf.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(pattern="-", behavior="merged_with_next"),
+        pre_tokenizers.Split(pattern=",", behavior="merged_with_previous"),
+        pre_tokenizers.Split(pattern=";", behavior="removed"),
+        pre_tokenizers.Split(pattern="!", behavior="contiguous"),
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True),
+    ])
+    hf.add_special_tokens([HFAddedToken("<bos>", normalized=False), HFAddedToken("<eos>", normalized=False),
+                           HFAddedToken("[MASK]", lstrip=True, rstrip=True, normalized=False)])
+    hf.add_tokens([HFAddedToken("foo", single_word=True, normalized=False), HFAddedToken("bar", normalized=True)])
+    bos, eos = hf.token_to_id("<bos>"), hf.token_to_id("<eos>")
+    hf.post_processor = processors.TemplateProcessing(single="<bos> $A <eos>", pair="<bos> $A <eos> $B:1 <eos>:1",
+                                                      special_tokens=[("<bos>", bos), ("<eos>", eos)])
+    return hf
+
+
+PIPELINE_TEXTS = [
+    "Hello -world, it's 2024!!! ok;done", "ｆｕｌｌ-width ``quotes'' ＡＢＣ", "foo food foo. xfoo foo_bar BAR bar",
+    "a [MASK] b  [MASK]  c[MASK]d", "<bos>already<eos> inside", "", "   ", "Ünïcödé ﬁ ligature ½",
+]
+
+
+def test_hf_pipeline_components_parity(hf_pipeline):
+    ours = Tokenizer.from_hf_json(json.loads(hf_pipeline.to_str()))
+    for text in PIPELINE_TEXTS:
+        assert ours.encode(text) == hf_pipeline.encode(text).ids, text
+        assert ours.encode(text, add_special_tokens=False) == hf_pipeline.encode(
+            text, add_special_tokens=False).ids, text
+    assert ours.encode("one", "two") == hf_pipeline.encode("one", "two").ids
+    batch = ours.encode_batch(["one two"], ["three"])
+    assert batch["token_type_ids"][0] == hf_pipeline.encode("one two", "three").type_ids
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab -,;!1234 ``ＡＢfo[MASK]<bos>é\n")), max_size=40))
+def test_hf_pipeline_components_on_generated_text(hf_pipeline, text):
+    ours = _pipeline_ours(hf_pipeline)
+    assert ours.encode(text) == hf_pipeline.encode(text).ids
+
+
+_CACHE: dict = {}
+
+
+def _pipeline_ours(hf):
+    if id(hf) not in _CACHE:
+        _CACHE[id(hf)] = Tokenizer.from_hf_json(json.loads(hf.to_str()))
+    return _CACHE[id(hf)]
+
+
+def test_truncation_and_padding_match_hf(ours_from_hf, hf_bpe):
+    pairs = [("a fairly long first sentence with many words in it", "short"),
+             ("tiny", "a second sentence that is much longer than the first one"),
+             ("equal length one two three", "equal length one two three")]
+    hf = HFTokenizer.from_str(hf_bpe.to_str())
+    hf.enable_truncation(max_length=9, strategy="longest_first")
+    hf.enable_padding(pad_id=ours_from_hf.token_to_id("<|endoftext|>"), pad_token="<|endoftext|>", length=None)
+    ours = Tokenizer.from_hf_json(json.loads(hf_bpe.to_str()))
+    ours.pad_token = "<|endoftext|>"
+    got = ours.encode_batch([a for a, _ in pairs], [b for _, b in pairs], truncation=True, max_length=9,
+                            padding=True, return_offsets=True)
+    ref = hf.encode_batch(pairs)
+    assert got["input_ids"] == [r.ids for r in ref]
+    assert got["attention_mask"] == [r.attention_mask for r in ref]
+    assert got["token_type_ids"] == [r.type_ids for r in ref]
+    assert got["offsets"] == [[tuple(o) for o in r.offsets] for r in ref]
+
+
+def test_truncation_and_padding_blocks_are_kept_but_not_applied(hf_bpe):
+    hf = HFTokenizer.from_str(hf_bpe.to_str())
+    hf.enable_truncation(max_length=4)
+    hf.enable_padding(pad_id=0, length=32)
+    obj = json.loads(hf.to_str())
+    ours = Tokenizer.from_hf_json(obj)
+    assert len(ours.encode("a much longer sentence than four tokens for sure")) > 4
+    out = ours.to_hf_json()
+    assert out["truncation"] == obj["truncation"] and out["padding"] == obj["padding"]
+
+
+def test_hf_wordpiece_json_parity(lines):
+    hf = HFTokenizer(models.WordPiece(unk_token="[UNK]"))
+    hf.normalizer = normalizers.BertNormalizer(lowercase=True)
+    hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    hf.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=2000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]",
+                                                                          "[MASK]"], show_progress=False)
+    hf.train_from_iterator(builtin_documents()[:40], trainer)
+    hf.post_processor = processors.BertProcessing(("[SEP]", hf.token_to_id("[SEP]")),
+                                                  ("[CLS]", hf.token_to_id("[CLS]")))
+    ours = Tokenizer.from_hf_json(json.loads(hf.to_str()))
+    sample = lines[::3] + ["Ünïcödé CJK 中文字 [MASK] emoji 😀 ctrl\x07 x"]
+    assert [ours.encode(t) for t in sample] == [hf.encode(t).ids for t in sample]
+    got = ours.encode_batch(sample[:50], return_offsets=True)
+    assert got["offsets"] == [[tuple(o) for o in hf.encode(t).offsets] for t in sample[:50]]
+    back = HFTokenizer.from_str(json.dumps(ours.to_hf_json()))
+    assert [back.encode(t).ids for t in sample[:300]] == [hf.encode(t).ids for t in sample[:300]]
+    ids = hf.encode(lines[3]).ids
+    assert ours.decode(ids) == hf.decode(ids)
+
+
+def test_lmforge_wordpiece_loads_in_hf(lines):
+    ours = train_tokenizer(builtin_documents()[:40], kind="wordpiece", vocab_size=1500)
+    hf = HFTokenizer.from_str(json.dumps(ours.to_hf_json()))
+    sample = lines[:800]
+    assert [hf.encode(t).ids for t in sample] == [ours.encode(t) for t in sample]
+    assert ours.encode("hello", "world") == hf.encode("hello", "world").ids
+
+
+@pytest.mark.parametrize("field,value,name", [
+    ("pre_tokenizer", {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True},
+     "Metaspace"),
+    ("normalizer", {"type": "Precompiled", "precompiled_charsmap": ""}, "Precompiled"),
+    ("decoder", {"type": "Fuse"}, "Fuse"),
+    ("post_processor", {"type": "Strange"}, "Strange"),
+])
+def test_unsupported_component_is_a_format_error(ours_trained, field, value, name):
+    obj = ours_trained.to_hf_json()
+    obj[field] = value
+    with pytest.raises(FormatError, match=name):
+        Tokenizer.from_hf_json(obj, where="x/tokenizer.json")
+
+
+def test_unsupported_model_is_a_format_error(ours_trained):
+    obj = ours_trained.to_hf_json()
+    obj["model"] = {"type": "Unigram", "vocab": [["a", 0.0]]}
+    with pytest.raises(FormatError, match="Unigram|vocab"):
+        Tokenizer.from_hf_json(obj)
