@@ -191,3 +191,33 @@ def test_normaliser_switches_match_hf():
                             clean_text=clean,
                         )
                         assert [w for w, _, _ in ours] == expected, (lowercase, strip_accents, chinese, clean, text)
+
+
+# ------------------------------------------------------------------ the same, through lmforge's public Tokenizer API
+def test_public_api_bare_vocab_txt(vocab_path, oracle, tmp_path):
+    from lmforge import load_tokenizer
+
+    (tmp_path / "vocab.txt").write_bytes(vocab_path.read_bytes())  # no tokenizer_config.json beside it
+    tok = load_tokenizer(tmp_path / "vocab.txt")
+    texts = [*MIXED_TEXTS, "[MASK] written [UNK] in the [CLS]text[SEP]", *list(iter_lines())[:1500]]
+    assert [tok.encode(t) for t in texts] == oracle(texts)["input_ids"]
+
+
+def test_public_api_tokenizer_json_vs_hf_tokenizers(minilm_path):
+    """``load_tokenizer(tokenizer.json)`` against ``tokenizers.Tokenizer.from_file`` on the same file: ids and
+    offsets, with special tokens written in the raw text. The file stores padding/truncation to 128, which HF
+    applies on encode and lmforge only keeps; the oracle's are switched off to compare the encodings themselves."""
+    from tokenizers import Tokenizer as HFTokenizer
+
+    from lmforge import load_tokenizer
+
+    path = minilm_path / "tokenizer.json"
+    tok = load_tokenizer(path)
+    hf = HFTokenizer.from_file(str(path))
+    hf.no_padding()
+    hf.no_truncation()
+    texts = [*MIXED_TEXTS, "[MASK] written [UNK] in the [CLS]text[SEP]", *list(iter_lines())[1500:3000]]
+    got = tok.encode_batch(texts, return_offsets=True)
+    expected = hf.encode_batch(texts)
+    assert got["input_ids"] == [e.ids for e in expected]
+    assert got["offsets"] == [[tuple(o) for o in e.offsets] for e in expected]
