@@ -118,11 +118,15 @@ def load_model(folder: str | os.PathLike, *, dtype: torch.dtype | None = None) -
         model = model_cls.from_state_dict(config, state, str(weights_path), dtype=dtype)
     else:
         model = model_cls(config)
-        if getattr(config, "tie_embeddings", False) and "lm_head.weight" not in state:
-            state["lm_head.weight"] = state.get("wte.weight")
+        # A tied tensor was saved once under its first name; the model's own tying restores the others.
+        by_storage: dict[int, set[str]] = {}
+        for name, tensor in model.state_dict().items():
+            by_storage.setdefault(tensor.untyped_storage().data_ptr(), set()).add(name)
         result = model.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise FormatError(f"{weights_path}: missing tensor(s) {result.missing_keys[:5]}, unexpected "
+        missing = [k for k in result.missing_keys
+                   if not any(k in names and names & state.keys() for names in by_storage.values())]
+        if missing or result.unexpected_keys:
+            raise FormatError(f"{weights_path}: missing tensor(s) {missing[:5]}, unexpected "
                               f"{result.unexpected_keys[:5]}")
         if dtype is not None:
             model.to(dtype)
