@@ -260,6 +260,7 @@ def generate_ids(model: torch.nn.Module, prompts: Sequence[Sequence[int]], **opt
         options = {k: v for k, v in options.items() if k in ("max_new_tokens", "repetition_penalty", "eos_token_ids",
                                                             "pad_token_id", "length_penalty")}
         return beam_search_ids(model, prompts, num_beams=num_beams, **options)
+    options.pop("length_penalty", None)  # only meaningful for beam search
     eos = set(options.get("eos_token_ids", ()))
     new_ids: list[list[int]] = [[] for _ in prompts]
     steps: list[list[StepInfo]] = [[] for _ in prompts]
@@ -396,7 +397,7 @@ def _normalise_stop(stop: str | int | Sequence[str | int] | None) -> tuple[list[
     return strings, ids
 
 
-def _encode_prompts(lm: Any, prompts: list[str]) -> list[list[int]]:
+def encode_prompts(lm: Any, prompts: list[str]) -> list[list[int]]:
     if lm.tokenizer is None:
         raise InputError(f"{lm.path}: this model has no tokenizer, so it cannot take text prompts")
     for p in prompts:
@@ -405,7 +406,7 @@ def _encode_prompts(lm: Any, prompts: list[str]) -> list[list[int]]:
     return [lm.tokenizer.encode(p) for p in prompts]
 
 
-def _decode_options(lm: Any, options: dict) -> tuple[dict, list[str]]:
+def text_options(lm: Any, options: dict) -> tuple[dict, list[str]]:
     """Split user options into id-level options (with eos/pad ids from the bundle) and stop strings."""
     stop_strings, stop_ids = _normalise_stop(options.pop("stop", None))
     vocab = lm.config.vocab_size
@@ -417,6 +418,10 @@ def _decode_options(lm: Any, options: dict) -> tuple[dict, list[str]]:
     if pad is None:
         pad = eos[0] if eos else 0
     return {**options, "eos_token_ids": eos, "pad_token_id": pad}, stop_strings
+
+
+def _without_beam_options(options: dict) -> dict:
+    return {k: v for k, v in options.items() if k not in ("num_beams", "length_penalty")}
 
 
 def _cut_at_stop(text: str, stop_strings: list[str]) -> tuple[str, bool]:
@@ -433,8 +438,8 @@ def generate(lm: Any, prompt: str | list[str], **options: Any) -> str | list[str
     """
     single = isinstance(prompt, str)
     prompts = [prompt] if single else list(prompt)
-    id_options, stop_strings = _decode_options(lm, dict(options))
-    prompt_ids = _encode_prompts(lm, prompts)
+    id_options, stop_strings = text_options(lm, dict(options))
+    prompt_ids = encode_prompts(lm, prompts)
     if stop_strings and id_options.get("num_beams", 1) == 1:
         texts = _generate_with_stop_strings(lm, prompt_ids, id_options, stop_strings)
     else:
@@ -448,7 +453,7 @@ def _generate_with_stop_strings(lm: Any, prompt_ids: list[list[int]], options: d
     stopped: set[int] = set()
     new_ids: list[list[int]] = [[] for _ in prompt_ids]
     texts = [""] * len(prompt_ids)
-    for out in iter_tokens(lm.model, prompt_ids, stopped=stopped, **options):
+    for out in iter_tokens(lm.model, prompt_ids, stopped=stopped, **_without_beam_options(options)):
         for row, token, _ in out:
             if token in eos:
                 continue
@@ -479,17 +484,17 @@ def stream(lm: Any, prompt: str, **options: Any) -> Iterator[str]:
     """
     if not isinstance(prompt, str):
         raise InputError("stream: expected one prompt string")
-    id_options, stop_strings = _decode_options(lm, dict(options))
+    id_options, stop_strings = text_options(lm, dict(options))
     if id_options.get("num_beams", 1) > 1:
         yield generate(lm, prompt, **options)
         return
-    prompt_ids = _encode_prompts(lm, [prompt])
+    prompt_ids = encode_prompts(lm, [prompt])
     eos = set(id_options["eos_token_ids"])
     ids: list[int] = []
     shown = 0
     text = ""
     stopped: set[int] = set()
-    for out in iter_tokens(lm.model, prompt_ids, stopped=stopped, **id_options):
+    for out in iter_tokens(lm.model, prompt_ids, stopped=stopped, **_without_beam_options(id_options)):
         _, token, _ = out[0]
         if token in eos:
             break

@@ -73,7 +73,7 @@ def test_generate_returns_new_text_and_batches_match_single_prompts(lm):
 @pytest.mark.parametrize("options", [
     dict(), dict(temperature=1.0, seed=1), dict(temperature=0.8, top_k=50, seed=2),
     dict(temperature=1.2, top_p=0.9, seed=3), dict(temperature=1.0, min_p=0.05, repetition_penalty=1.3, seed=4),
-    dict(num_beams=3),
+    dict(num_beams=3), dict(num_beams=1, length_penalty=2.0, stop=["zzz"]),
 ])
 def test_stream_joins_to_generate(lm, options):
     pieces = list(lm.stream(PROMPT, max_new_tokens=30, **options))

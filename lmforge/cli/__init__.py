@@ -17,6 +17,7 @@ from lmforge.errors import LmforgeError
 # Command-group modules, in the order their commands are listed in --help.
 COMMAND_MODULES: list[str] = [
     "lmforge.cli.tokenizer",
+    "lmforge.cli.generate",
 ]
 
 
