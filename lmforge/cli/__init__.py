@@ -16,8 +16,12 @@ from lmforge.errors import LmforgeError
 
 # Command-group modules, in the order their commands are listed in --help.
 COMMAND_MODULES: list[str] = [
+    "lmforge.cli.demo",
     "lmforge.cli.tokenizer",
+    "lmforge.cli.data",
+    "lmforge.cli.train",
     "lmforge.cli.generate",
+    "lmforge.cli.eval",
 ]
 
 

@@ -133,9 +133,9 @@ def prepare_tokens(
                 return existing
 
     texts = builtin_documents() if paths is None else [read_text_file(p) for p in paths]
-    for entry, text in zip(described, texts, strict=True):
+    for path, text in zip(paths or [], texts if paths else [], strict=True):
         if not text.strip():
-            raise InputError(f"{entry['path']}: file is empty (no text to tokenize)")
+            raise InputError(f"{path}: file is empty (no text to tokenize)")
     encoded = tokenizer.encode_many(texts, add_special_tokens=False, num_workers=num_workers)
     dtype = token_dtype(vocab_size)
     pieces: list[np.ndarray] = []
@@ -153,7 +153,7 @@ def prepare_tokens(
     out.mkdir(parents=True, exist_ok=True)
     n_train = _write_tokens(out / "train.bin", [stream[:-n_val]], dtype)
     _write_tokens(out / "val.bin", [stream[-n_val:]], dtype)
-    tokenizer.save(str(out / "tokenizer.json"))
+    tokenizer.save(str(out / "tokenizer.json"), format="hf")
     manifest = {
         **identity,
         "dtype": dtype.name,

@@ -44,12 +44,12 @@ def _load_run_tokenizer(data: TokenData, tokenizer_path: str | os.PathLike | Non
 
 def gpt_exporter(config: GPTConfig, tokenizer: Any):
     """``export(state_dict, folder)`` writing an lmforge model folder (the loop calls it at every checkpoint)."""
-    from lmforge.io.lmforge_format import save_model_folder
+    from lmforge.io.lmforge_format import save_model
 
     def export(state: dict[str, torch.Tensor], folder: Path) -> None:
         model = GPT(config)
         model.load_state_dict(state)
-        save_model_folder(folder, model, tokenizer)
+        save_model(folder, model, tokenizer)
 
     return export
 

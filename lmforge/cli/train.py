@@ -1,0 +1,118 @@
+"""``lmforge train gpt``: pre-train a GPT on a token folder (and ``lmforge train bert`` when that module exists)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+
+# Model-shape options: GPTConfig fields (name, type, help). Kept as a table so ``--help`` needs no torch.
+MODEL_OPTIONS: list[tuple[str, type, str]] = [
+    ("vocab_size", int, "vocabulary size (default: the data's tokenizer)"),
+    ("block_size", int, "context length in tokens"),
+    ("n_layer", int, "transformer blocks"),
+    ("n_head", int, "attention heads"),
+    ("n_kv_head", int, "key/value heads (< n_head: grouped-query attention)"),
+    ("n_embd", int, "model width"),
+    ("ffn_hidden", int, "feed-forward hidden width"),
+    ("dropout", float, "dropout probability"),
+    ("norm", str, "layer | rms"),
+    ("mlp", str, "gelu | gelu_tanh | swiglu"),
+    ("pos", str, "learned | rope"),
+    ("bias", bool, "biases in linear layers and norms"),
+    ("tie_embeddings", bool, "LM head shares the embedding matrix"),
+    ("n_expert", int, "> 0: mixture-of-experts feed-forward with this many experts"),
+    ("n_expert_per_tok", int, "experts each token is routed to"),
+]
+# Optimisation options: TrainConfig fields.
+TRAIN_OPTIONS: list[tuple[str, type, str]] = [
+    ("steps", int, "optimizer steps"),
+    ("batch_size", int, "global batch in sequences per step (the same for any number of processes)"),
+    ("grad_accum", int, "micro-batches accumulated per step and process"),
+    ("lr", float, "peak learning rate"),
+    ("min_lr", float, "learning rate at the end of the cosine (default lr/10)"),
+    ("warmup_steps", int, "linear warm-up steps"),
+    ("weight_decay", float, "AdamW decoupled weight decay (not on norms, biases, embeddings)"),
+    ("grad_clip", float, "clip the gradient norm to this (0: off)"),
+    ("eval_every", int, "validation loss every N steps (0: only at the end)"),
+    ("eval_batches", int, "validation batches per evaluation"),
+    ("checkpoint_every", int, "checkpoint every N steps (0: only at the end)"),
+    ("keep_checkpoints", int, "how many checkpoints to keep"),
+    ("log_every", int, "plain log line every N steps when not on a terminal"),
+    ("bf16", bool, "bfloat16 autocast"),
+    ("compile", bool, "torch.compile the model"),
+    ("fsdp", bool, "under torchrun: shard with FSDP2 instead of DDP"),
+    ("seed", int, "random seed (weights, batches)"),
+]
+
+
+def _add_options(group: argparse._ArgumentGroup, table: list[tuple[str, type, str]]) -> None:
+    for name, kind, help_text in table:
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(flag, dest=name, type=kind, default=None, metavar=kind.__name__.upper(),
+                               help=help_text)
+
+
+def add_override_options(parser: argparse.ArgumentParser) -> None:
+    """Every preset field as ``--field-name`` (default None: keep the preset's value)."""
+    _add_options(parser.add_argument_group("model shape (override the preset)"), MODEL_OPTIONS)
+    _add_options(parser.add_argument_group("training (override the preset)"), TRAIN_OPTIONS)
+
+
+def overrides_from(args: argparse.Namespace) -> tuple[dict, dict]:
+    """(model overrides, train overrides) that were given on the command line."""
+    model = {name: getattr(args, name) for name, _, _ in MODEL_OPTIONS if getattr(args, name, None) is not None}
+    train = {name: getattr(args, name) for name, _, _ in TRAIN_OPTIONS if getattr(args, name, None) is not None}
+    return model, train
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="train a model (GPT pre-training; BERT when available)",
+                                  description="Train a model. See 'lmforge train gpt --help'.")
+    kinds = train.add_subparsers(dest="train_kind", metavar="MODEL")
+    gpt = kinds.add_parser(
+        "gpt", help="pre-train a GPT on a token folder",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Pre-train a GPT on tokens made by 'lmforge data prepare'. The run folder is a loadable model "
+        "folder (lmforge.load / lmforge generate --model OUT) with checkpoints/step-N/, metrics.jsonl and loss.png. "
+        "Run the same command under 'torchrun --nproc_per_node N' for DistributedDataParallel (add --fsdp for "
+        "FSDP2); the global batch stays the same.",
+        epilog="example: lmforge train gpt --data data/builtin --out runs/tiny --preset tiny --steps 300",
+    )
+    gpt.add_argument("--data", required=True, help="token folder from 'lmforge data prepare'")
+    gpt.add_argument("--out", required=True, help="run folder (created; with --resume: continued)")
+    gpt.add_argument("--preset", default="tiny", help="tiny | tiny-llama | gpt2-small | llama-small")
+    gpt.add_argument("--tokenizer", default=None,
+                     help="check that the data was made with this tokenizer (default: the data folder's own)")
+    gpt.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    gpt.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    gpt.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
+    add_override_options(gpt)
+    gpt.set_defaults(func=run_train_gpt)
+    if importlib.util.find_spec("lmforge.cli.bert") is not None:
+        bert = importlib.import_module("lmforge.cli.bert")
+        if hasattr(bert, "register_train_bert"):
+            bert.register_train_bert(kinds)
+    train.set_defaults(func=lambda args: (train.print_help(), 0)[1])
+
+
+def run_train_gpt(args: argparse.Namespace) -> int:
+    import torch
+
+    from lmforge.train.pretrain import pretrain_gpt
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_overrides, train_overrides = overrides_from(args)
+    result = pretrain_gpt(args.data, args.out, args.preset, model_overrides, train_overrides,
+                          tokenizer_path=args.tokenizer, resume=args.resume, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        status = "interrupted at" if result.interrupted else "finished at"
+        val = f", validation loss {result.val_loss:.4f}" if result.val_loss is not None else ""
+        print(f"{status} step {result.step}{val}")
+        print(f"run folder: {result.run_dir}  (lmforge generate --model {result.run_dir} --prompt '...')")
+    return 130 if result.interrupted else 0
