@@ -209,8 +209,17 @@ class Bert(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        *,
+        predict_at: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.head(self.encode(input_ids, attention_mask, token_type_ids))
+        """The head's output (see the class docstring). ``predict_at`` (bool ``(B, T)``, "mlm" head only): return
+        logits ``(N, V)`` for just the N selected positions — masked-LM training needs ~15% of the (B, T, V)."""
+        hidden = self.encode(input_ids, attention_mask, token_type_ids)
+        if predict_at is not None:
+            if self.mlm is None:
+                raise ConfigError("Bert: predict_at needs the 'mlm' head")
+            return self.mlm(hidden[predict_at])  # (N, D) -> (N, V)
+        return self.head(hidden)
 
     def with_head(self, head: str, labels: list[str] | None = None) -> Bert:
         """A new model that shares this encoder's weights and has a fresh ``head`` (e.g. classify on a pre-trained
