@@ -18,6 +18,7 @@ This module imports no torch.
 from __future__ import annotations
 
 import heapq
+import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -80,6 +81,12 @@ _UNKNOWN_TO_HF = frozenset(
 # SANDHI MARK (now Mn) were punctuation; U+1734 HANUNOO SIGN PAMUDPOD (now Mc) was a non-spacing mark.
 _OLD_PUNCTUATION = frozenset({0x166D, 0x111C9})
 _OLD_NONSPACING_MARKS = frozenset({0x1734})
+
+# ASCII text without control chars is normalised at most by lower-casing, char for char, so its words come straight
+# from one regex (C speed) instead of the per-char loop — the common case for English text.
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ASCII_WORD = re.compile(r"[0-9A-Za-z]+|[^0-9A-Za-z \t\n\r]")
+_ASCII_GAP_AND_WORD = re.compile(r"([ \t\n\r]*)([0-9A-Za-z]+|[^0-9A-Za-z \t\n\r])")
 
 # What one original character becomes, for the pre-tokenizer (see ``_char_plan``).
 _DROP, _SPACE, _WORD, _ISOLATED, _MIXED = range(5)
@@ -183,19 +190,73 @@ def basic_tokenize_aligned(
 ) -> list[tuple[str, list[int]]]:
     """Like ``basic_tokenize`` but each word comes with the ORIGINAL char index of every one of its chars.
 
-    Normalisation can change lengths (a dropped control char inside a word, 'ﬁ' staying one char, 'İ' → 'i̇'
-    when accents are kept), so pieces of a word map back to the original text through this list.
+    Normalisation can change lengths (a control char dropped inside a word, a Hangul syllable split into its
+    jamo, 'İ' → 'i̇' when accents are kept), so pieces of a word map back to the original text through this list.
 
     >>> basic_tokenize_aligned("Héllo,\\x07wörld")
     [('hello', [0, 1, 2, 3, 4]), (',', [5]), ('world', [7, 8, 9, 10, 11])]
     """
+    return [
+        (word, list(range(first, first + len(word))) if positions is None else positions)
+        for word, first, positions in _normalised_words(text, lowercase, strip_accents, tokenize_chinese_chars,
+                                                        clean_text)
+    ]
+
+
+def _ascii_words(text: str, lowercase: bool, base: int = 0) -> list[tuple[str, int, None]] | None:
+    """``(word, start, None)`` for an ASCII text without control chars; None for any other text (general path).
+
+    >>> _ascii_words("Don't stop!", True)
+    [('don', 0, None), ("'", 3, None), ('t', 4, None), ('stop', 6, None), ('!', 10, None)]
+    """
+    if not text.isascii() or _ASCII_CONTROL.search(text):
+        return None
+    words = []
+    end = base
+    # findall of (gap, word) pairs and a running sum is faster than building a Match object per word.
+    for gap, word in _ASCII_GAP_AND_WORD.findall(text.lower() if lowercase else text):
+        start = end + len(gap)
+        end = start + len(word)
+        words.append((word, start, None))
+    return words
+
+
+def _normalised_words(
+    text: str, lowercase: bool, strip_accents: bool | None, tokenize_chinese_chars: bool, clean_text: bool
+) -> list[tuple[str, int, list[int] | None]]:
+    """``(word, first, positions)``: ``positions`` is None when the word's chars are ``text[first:first+len]``
+    one to one (no index list to allocate in the common case), else each char's original index."""
+    words = _ascii_words(text, lowercase)
+    if words is not None:
+        return words
+    if len(text) < 200 or "\n" not in text:
+        return _normalised_words_general(text, 0, lowercase, strip_accents, tokenize_chinese_chars, clean_text)
+    # A long text with some non-ASCII: choose the path line by line (no word spans a newline, which is whitespace).
+    words = []
+    base = 0
+    for line in text.split("\n"):
+        ascii_words = _ascii_words(line, lowercase, base)
+        if ascii_words is not None:
+            words.extend(ascii_words)
+        elif line:
+            words.extend(
+                _normalised_words_general(line, base, lowercase, strip_accents, tokenize_chinese_chars, clean_text)
+            )
+        base += len(line) + 1
+    return words
+
+
+def _normalised_words_general(
+    text: str, base: int, lowercase: bool, strip_accents: bool | None, tokenize_chinese_chars: bool, clean_text: bool
+) -> list[tuple[str, int, list[int]]]:
+    """The per-char path for any text; original indices start at ``base``."""
     if strip_accents is None:
         strip_accents = lowercase  # HF's rule: strip accents when lower-casing unless told otherwise
     cache = _plan_cache(lowercase, bool(strip_accents), tokenize_chinese_chars, clean_text)
-    words: list[tuple[str, list[int]]] = []
+    words: list[tuple[str, int, list[int] | None]] = []
     chars: list[str] = []  # the word being built
     positions: list[int] = []
-    for i, ch in enumerate(text):
+    for i, ch in enumerate(text, base):
         plan = cache.get(ch)
         if plan is None:
             plan = cache[ch] = _char_plan(ch, lowercase, bool(strip_accents), tokenize_chinese_chars, clean_text)
@@ -205,13 +266,13 @@ def basic_tokenize_aligned(
             positions.extend([i] * len(out))
         elif kind == _SPACE:
             if chars:
-                words.append(("".join(chars), positions))
+                words.append(("".join(chars), positions[0], positions))
                 chars, positions = [], []
         elif kind == _ISOLATED:
             if chars:
-                words.append(("".join(chars), positions))
+                words.append(("".join(chars), positions[0], positions))
                 chars, positions = [], []
-            words.append((out, [i] * len(out)))
+            words.append((out, i, [i] * len(out)))
         elif kind == _MIXED:
             for c, k in zip(out, classes, strict=True):
                 if k == _WORD:
@@ -219,13 +280,13 @@ def basic_tokenize_aligned(
                     positions.append(i)
                     continue
                 if chars:
-                    words.append(("".join(chars), positions))
+                    words.append(("".join(chars), positions[0], positions))
                     chars, positions = [], []
                 if k == _ISOLATED:
-                    words.append((c, [i]))
+                    words.append((c, i, [i]))
         # _DROP: the char vanishes; the word around it continues (HF joins 'a\x00b' into 'ab')
     if chars:
-        words.append(("".join(chars), positions))
+        words.append(("".join(chars), positions[0], positions))
     return words
 
 
@@ -253,14 +314,9 @@ def basic_tokenize(
     [('hello', 0, 5), (',', 5, 6), ('world', 7, 12), ('!', 12, 13), ('中', 14, 15), ('文', 15, 16)]
     """
     return [
-        (word, pos[0], pos[-1] + 1)
-        for word, pos in basic_tokenize_aligned(
-            text,
-            lowercase=lowercase,
-            strip_accents=strip_accents,
-            tokenize_chinese_chars=tokenize_chinese_chars,
-            clean_text=clean_text,
-        )
+        (word, first, first + len(word) if positions is None else positions[-1] + 1)
+        for word, first, positions in _normalised_words(text, lowercase, strip_accents, tokenize_chinese_chars,
+                                                        clean_text)
     ]
 
 
@@ -296,6 +352,7 @@ class WordPiece:
         self._max_initial = max(len(t) for t in self.vocab)
         self._max_continuation = max((len(t) for t in self._continuations), default=0)
         self._cache: dict[str, list[tuple[str, int, int]]] = {}
+        self._ids_cache: dict[str, list[int]] = {}
 
     def __repr__(self) -> str:
         return f"WordPiece(vocab_size={len(self.vocab)}, unk_token={self.unk_token!r})"
@@ -398,30 +455,57 @@ class WordPiece:
         >>> WordPiece({"[UNK]": 0, "hello": 1, ",": 2, "wo": 3, "##rld": 4}).tokenize("Hello, World")
         [('hello', 0, 5), (',', 5, 6), ('wo', 7, 9), ('##rld', 9, 12)]
         """
+        if strip_accents is None:
+            strip_accents = lowercase
         out: list[tuple[str, int, int]] = []
-        for word, pos in basic_tokenize_aligned(
-            text,
-            lowercase=lowercase,
-            strip_accents=strip_accents,
-            tokenize_chinese_chars=tokenize_chinese_chars,
-            clean_text=clean_text,
-        ):
-            first = pos[0]
-            if pos[-1] - first + 1 == len(word):
-                # Common case: the word's chars are the original chars one to one, so offsets just shift.
-                out.extend((piece, first + s, first + e) for piece, s, e in self.tokenize_word(word))
+        cache = self._cache
+        for word, first, pos in _normalised_words(text, lowercase, strip_accents, tokenize_chinese_chars, clean_text):
+            pieces = cache.get(word) or self.tokenize_word(word)
+            if pos is None:
+                # The word's chars are the original chars one to one, so offsets just shift.
+                if len(pieces) == 1:
+                    out.append((pieces[0][0], first, first + len(word)))
+                else:
+                    out.extend([(piece, first + s, first + e) for piece, s, e in pieces])
             else:
-                out.extend((piece, pos[s], pos[e - 1] + 1) for piece, s, e in self.tokenize_word(word))
+                out.extend([(piece, pos[s], pos[e - 1] + 1) for piece, s, e in self.tokenize_word(word)])
         return out
 
-    def encode(self, text: str, **normalizer_options) -> list[int]:
-        """Ids of ``tokenize(text)`` (no special tokens).
+    def encode(
+        self,
+        text: str,
+        *,
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        tokenize_chinese_chars: bool = True,
+        clean_text: bool = True,
+    ) -> list[int]:
+        """Ids of ``tokenize(text)`` (no special tokens); each distinct word's ids are computed once.
 
         >>> WordPiece({"[UNK]": 0, "hi": 1, "!": 2}).encode("Hi!?")
         [1, 2, 0]
         """
+        if strip_accents is None:
+            strip_accents = lowercase
+        if text.isascii() and not _ASCII_CONTROL.search(text):
+            words = _ASCII_WORD.findall(text.lower() if lowercase else text)  # no offsets needed: findall is faster
+        else:
+            words = [w for w, _, _ in _normalised_words(text, lowercase, strip_accents, tokenize_chinese_chars,
+                                                         clean_text)]
+        ids: list[int] = []
+        cache, word_ids = self._ids_cache, self._word_ids
+        for word in words:
+            cached = cache.get(word)
+            ids.extend(cached if cached is not None else word_ids(word))
+        return ids
+
+    def _word_ids(self, word: str) -> list[int]:
         vocab = self.vocab
-        return [vocab[piece] for piece, _, _ in self.tokenize(text, **normalizer_options)]
+        ids = [vocab[piece] for piece, _, _ in self.tokenize_word(word)]
+        if len(self._ids_cache) >= 200_000:
+            self._ids_cache.clear()
+        self._ids_cache[word] = ids
+        return ids
 
 
 def train_wordpiece(

@@ -51,6 +51,7 @@ MIXED_TEXTS = [
     "",
     "\x00\x01\x02",
     "ǰ ΐ ΰ ẖ ẗ ẘ ẙ ẚ ŉ",  # chars with multi-char full case mappings
+    "İ\x00a Ǉ\x01x ﬀ\x02y",  # a char that grows next to one that vanishes: offsets must not just shift
 ]
 
 
@@ -170,54 +171,41 @@ def test_every_assigned_code_point_between_letters():
 
 
 def test_normaliser_switches_match_hf():
-    """lowercase / strip_accents / tokenize_chinese_chars / clean_text, each against HF's BertNormalizer."""
-    from tokenizers import normalizers, pre_tokenizers
+    """lowercase / strip_accents / tokenize_chinese_chars / clean_text, each against HF's BertNormalizer: words and
+    offsets, also through the WordPiece model on the real vocab."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import WordLevel
 
-    pre = pre_tokenizers.BertPreTokenizer()
     for lowercase in (True, False):
         for strip_accents in (None, True, False):
             for chinese in (True, False):
                 for clean in (True, False):
-                    hf = normalizers.BertNormalizer(
+                    hf = Tokenizer(WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+                    hf.normalizer = normalizers.BertNormalizer(
                         clean_text=clean, handle_chinese_chars=chinese, strip_accents=strip_accents, lowercase=lowercase
                     )
-                    for text in MIXED_TEXTS:
-                        expected = [w for w, _ in pre.pre_tokenize_str(hf.normalize_str(text))]
-                        ours = basic_tokenize(
-                            text,
-                            lowercase=lowercase,
-                            strip_accents=strip_accents,
-                            tokenize_chinese_chars=chinese,
-                            clean_text=clean,
-                        )
-                        assert [w for w, _, _ in ours] == expected, (lowercase, strip_accents, chinese, clean, text)
+                    hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+                    options = {"lowercase": lowercase, "strip_accents": strip_accents,
+                               "tokenize_chinese_chars": chinese, "clean_text": clean}
+                    for text, enc in zip(MIXED_TEXTS, hf.encode_batch(MIXED_TEXTS), strict=True):
+                        expected = [w for w, _ in hf.pre_tokenizer.pre_tokenize_str(hf.normalizer.normalize_str(text))]
+                        ours = basic_tokenize(text, **options)
+                        assert [w for w, _, _ in ours] == expected, (options, text)
+                        assert [(s, e) for _, s, e in ours] == [tuple(o) for o in enc.offsets], (options, text)
 
 
-# ------------------------------------------------------------------ the same, through lmforge's public Tokenizer API
-def test_public_api_bare_vocab_txt(vocab_path, oracle, tmp_path):
-    from lmforge import load_tokenizer
+def test_wordpiece_offsets_under_every_normaliser_switch(vocab):
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import WordPiece as HFWordPiece
 
-    (tmp_path / "vocab.txt").write_bytes(vocab_path.read_bytes())  # no tokenizer_config.json beside it
-    tok = load_tokenizer(tmp_path / "vocab.txt")
-    texts = [*MIXED_TEXTS, "[MASK] written [UNK] in the [CLS]text[SEP]", *list(iter_lines())[:1500]]
-    assert [tok.encode(t) for t in texts] == oracle(texts)["input_ids"]
-
-
-def test_public_api_tokenizer_json_vs_hf_tokenizers(minilm_path):
-    """``load_tokenizer(tokenizer.json)`` against ``tokenizers.Tokenizer.from_file`` on the same file: ids and
-    offsets, with special tokens written in the raw text. The file stores padding/truncation to 128, which HF
-    applies on encode and lmforge only keeps; the oracle's are switched off to compare the encodings themselves."""
-    from tokenizers import Tokenizer as HFTokenizer
-
-    from lmforge import load_tokenizer
-
-    path = minilm_path / "tokenizer.json"
-    tok = load_tokenizer(path)
-    hf = HFTokenizer.from_file(str(path))
-    hf.no_padding()
-    hf.no_truncation()
-    texts = [*MIXED_TEXTS, "[MASK] written [UNK] in the [CLS]text[SEP]", *list(iter_lines())[1500:3000]]
-    got = tok.encode_batch(texts, return_offsets=True)
-    expected = hf.encode_batch(texts)
-    assert got["input_ids"] == [e.ids for e in expected]
-    assert got["offsets"] == [[tuple(o) for o in e.offsets] for e in expected]
+    model = WordPiece(vocab)
+    for lowercase in (True, False):
+        for strip_accents in (None, True, False):
+            hf = Tokenizer(HFWordPiece(vocab, unk_token="[UNK]"))
+            hf.normalizer = normalizers.BertNormalizer(strip_accents=strip_accents, lowercase=lowercase)
+            hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+            for text, enc in zip(MIXED_TEXTS, hf.encode_batch(MIXED_TEXTS, add_special_tokens=False), strict=True):
+                ours = model.tokenize(text, lowercase=lowercase, strip_accents=strip_accents)
+                assert [p for p, _, _ in ours] == enc.tokens, (lowercase, strip_accents, text)
+                assert [(s, e) for _, s, e in ours] == [tuple(o) for o in enc.offsets], (lowercase, strip_accents, text)
+                assert model.encode(text, lowercase=lowercase, strip_accents=strip_accents) == enc.ids

@@ -249,3 +249,19 @@ def test_words_are_ordered_disjoint_spans(text):
 def test_plain_words_split_like_str_split(text):
     assert [w for w, _, _ in basic_tokenize(text, lowercase=False)] == text.split()
     assert [w for w, _, _ in basic_tokenize(text)] == text.lower().split()
+
+
+def test_piece_offsets_where_normalisation_changed_lengths():
+    """'İ' lower-cases to two chars and NUL vanishes: pieces must map back through each char's origin, as HF does."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import WordPiece as HFWordPiece
+
+    vocab = {t: i for i, t in enumerate(["[UNK]", "i", "##\u0307", "##a", "##b", "a", "##\u0307a", "ǉ", "##x", "##i"])}
+    hf = Tokenizer(HFWordPiece(vocab, unk_token="[UNK]"))
+    hf.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False)
+    hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    texts = ["İ\x00a", "İ\x00\x00ab İa", "a\x00İ\x00b", "Ǉ\x01x İ"]
+    for text, enc in zip(texts, hf.encode_batch(texts, add_special_tokens=False), strict=True):
+        ours = WordPiece(vocab).tokenize(text, strip_accents=False)
+        assert "[UNK]" not in enc.tokens
+        assert ours == [(t, s, e) for t, (s, e) in zip(enc.tokens, enc.offsets, strict=True)], text
