@@ -107,3 +107,13 @@ class LM:
         return self.stream(prompt, **options) if stream else self.generate(prompt, **options)
 
     # ------------------------------------------------------------------ embed (lmforge.embed) — BERT engineer
+    def embed(self, texts: list[str], batch_size: int = 32) -> Any:
+        """Sentence embeddings ``numpy.ndarray (N, D)`` of an encoder, pooled as its sentence-transformers config
+        says (``self.sentence_config``; none: mean pooling, no normalisation). See :func:`lmforge.embed.embed`."""
+        from lmforge.embed import embed
+
+        if not hasattr(self.model, "encode"):
+            raise FormatError(f"{self.path}: {type(self.model).__name__} is not an encoder; embed needs e.g. BERT")
+        if self.tokenizer is None:
+            raise FormatError(f"{self.path}: the model has no tokenizer (vocab.txt or tokenizer.json)")
+        return embed(self.model, self.tokenizer, texts, batch_size, self.sentence_config)

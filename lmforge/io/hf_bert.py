@@ -329,7 +329,7 @@ def load(path: str | Path, **_: Any) -> Any:
     from lmforge.io.bundle import LM
 
     model, tok, sentence = load_bert(path)
-    return LM(model=model, tokenizer=tok, config=model.config, sentence_config=sentence)
+    return LM(model=model, tokenizer=tok, config=model.config, sentence_config=sentence, path=Path(path))
 
 
 def save_hf_bert(
@@ -374,6 +374,10 @@ def _write_sentence_config(folder: Path, cfg: BertConfig, sc: SentenceConfig) ->
         folder / "sentence_bert_config.json",
         json.dumps({"max_seq_length": sc.max_seq_length or cfg.max_positions, "do_lower_case": False}, indent=2) + "\n",
     )
-    pooling = {"word_embedding_dimension": cfg.d_model}
-    pooling.update({key: mode in sc.pooling for key, mode in ST_POOLING_KEYS.items()})
+    pooling: dict[str, Any] = {"word_embedding_dimension": cfg.d_model}
+    canonical = tuple(mode for mode in ST_POOLING_KEYS.values() if mode in sc.pooling)
+    if canonical == sc.pooling:  # the switches every sentence-transformers version reads
+        pooling.update({key: mode in sc.pooling for key, mode in ST_POOLING_KEYS.items()})
+    else:  # the switches would reorder a concatenation; sentence-transformers >= 5 reads an ordered list
+        pooling["pooling_mode"] = list(sc.pooling)
     atomic_write_text(folder / "1_Pooling" / "config.json", json.dumps(pooling, indent=2) + "\n")
