@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "lmforge.cli.data",
     "lmforge.cli.train",
     "lmforge.cli.generate",
+    "lmforge.cli.chat",
     "lmforge.cli.eval",
 ]
 

@@ -13,6 +13,7 @@ from lmforge.io import cache
 from lmforge.io.gguf import (
     PRE_TOKENIZERS,
     gguf_config_kwargs,
+    gguf_tokenizer,
     gguf_tokenizer_spec,
     open_gguf,
     unpermute_rope_rows,
@@ -62,6 +63,49 @@ def _llama_cpp_permute(weight: np.ndarray, n_heads: int) -> np.ndarray:
 def test_unpermute_inverts_llama_cpp_permutation(n_heads, half, cols):
     w = np.random.default_rng(0).normal(size=(n_heads * 2 * half, cols)).astype(np.float32)
     np.testing.assert_array_equal(unpermute_rope_rows(_llama_cpp_permute(w, n_heads), n_heads), w)
+
+
+# Pieces that meet at the pre-tokenizer's edge cases: runs of spaces before digits, contractions, CR/LF, accents,
+# special tokens inside the text.
+_PIECES = st.sampled_from(["a", "bc", "Z", " ", "  ", "\t", "\n", "\r\n", "1", "42", "'s", "'ll", "é", "!", ".", "€",
+                           "日本", "<|im_start|>", "<|im_end|>", "Hello", " world"])
+_TEXT = st.lists(_PIECES, max_size=12).map("".join)
+
+
+@pytest.fixture(scope="module")
+def smollm2_tokenizers(smollm2):
+    """(lmforge's tokenizer from the GGUF, the HF ``tokenizers`` oracle built from the same vocabulary and merges
+    with the pre-tokenizer SmolLM2's own tokenizer.json declares: Digits(individual) then ByteLevel)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers
+    from tokenizers.models import BPE
+
+    spec = gguf_tokenizer_spec(smollm2)
+    oracle = Tokenizer(BPE(spec["vocab"], spec["merges"]))
+    oracle.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    oracle.decoder = decoders.ByteLevel()
+    oracle.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in spec["special_tokens"]])
+    return gguf_tokenizer(smollm2), oracle
+
+
+@given(text=_TEXT)
+@settings(max_examples=200, deadline=None)
+def test_gguf_tokenizer_matches_hf_tokenizers(smollm2_tokenizers, text):
+    ours, oracle = smollm2_tokenizers
+    ids = ours.encode(text)
+    assert ids == oracle.encode(text).ids
+    assert ours.decode(ids, skip_special_tokens=False) == text
+
+
+def test_gguf_tokenizer_roles_and_template(smollm2, smollm2_tokenizers):
+    tok, _ = smollm2_tokenizers
+    meta = smollm2.metadata
+    assert tok.bos_token_id == meta["tokenizer.ggml.bos_token_id"]
+    assert tok.eos_token_id == meta["tokenizer.ggml.eos_token_id"]
+    assert tok.pad_token_id == meta["tokenizer.ggml.padding_token_id"]
+    assert tok.encode("<|im_start|>")[0] == tok.bos_token_id  # a special token is matched whole, not spelled out
+    assert tok.chat_template == meta["tokenizer.chat_template"]
 
 
 @pytest.mark.parametrize("cut", [2, 100, 50_000, 1_000_000, -100])
