@@ -1,0 +1,132 @@
+"""Tokenizer speed: lmforge vs Hugging Face ``tokenizers`` (train + encode) and vs ``tiktoken`` (encode), on the
+same text in the same run, printing MB/s and ratios (> 1 means lmforge is faster).
+
+Text: Webster's 1913 dictionary (Debian ``dict-gcide``: /usr/share/dictd/gcide.dict.dz, ~40 MB of English).
+
+    python3 bench/tokenizers.py                 # all ~40 MB, 8k vocab
+    python3 bench/tokenizers.py --mb 5          # a quick look
+
+The tiktoken ``Encoding`` is built locally from lmforge's trained merges (ranks = ids), and also from GPT-2's
+real ranks (openai-whisper's gpt2.tiktoken) when installed — no download. Timings are wall-clock, one run each,
+after a warm-up call (numba's compiled code is cached on disk after the first run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+# This script is named like the HF package it compares against: keep its own folder off the import path.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+GCIDE = Path("/usr/share/dictd/gcide.dict.dz")
+
+
+def load_text(mb: float | None) -> str:
+    if not GCIDE.exists():
+        raise SystemExit(f"{GCIDE} is missing: apt-get install -y dict-gcide")
+    text = gzip.open(GCIDE, "rb").read().decode("utf-8", errors="replace")
+    return text if mb is None else text[: int(mb * 1_000_000)]
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=float, default=None, help="use only the first MB of text (default: all)")
+    ap.add_argument("--vocab-size", type=int, default=8192)
+    ap.add_argument("--workers", type=int, default=2, help="processes for lmforge's multi-process figure")
+    args = ap.parse_args()
+
+    import tiktoken
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models, pre_tokenizers, trainers
+
+    from lmforge.tokenizers import GPT2_PATTERN, load_tokenizer, train_tokenizer
+
+    text = load_text(args.mb)
+    lines = text.splitlines(keepends=True)
+    blocks = ["".join(lines[i : i + 1000]) for i in range(0, len(lines), 1000)]
+    mb = len(text.encode("utf-8")) / 1e6
+    print(f"text: {mb:.1f} MB, {len(lines):,} lines, {len(blocks):,} blocks of 1,000 lines; cpus: {os.cpu_count()}")
+    rows: list[tuple[str, float]] = []
+
+    def report(name: str, seconds: float, unit: str = "MB/s") -> None:
+        rate = mb / seconds
+        rows.append((name, seconds))
+        print(f"  {name:<58s} {seconds:7.2f} s  {rate:7.2f} {unit}")
+
+    # ---------------------------------------------------------------------------------------------- train
+    print(f"\ntrain byte-level BPE, vocab {args.vocab_size} (incl. 256 bytes + <|endoftext|>), min_frequency 2")
+    train_tokenizer(["warm up numba"], vocab_size=300)
+    ours, t_ours = timed(lambda: train_tokenizer(blocks, vocab_size=args.vocab_size,
+                                                 special_tokens=["<|endoftext|>"], show_progress=False))
+    report("lmforge train_tokenizer", t_ours)
+    hf = HFTokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=args.vocab_size, min_frequency=2, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    _, t_hf = timed(lambda: hf.train_from_iterator(blocks, trainer))
+    report("HF tokenizers BpeTrainer (all cores)", t_hf)
+    print(f"  → lmforge takes {t_ours / t_hf:.2f}× HF's training time (target ≤ 1.5×)")
+
+    # --------------------------------------------------------------------------------------------- encode
+    def encode_suite(tok, label: str, enc) -> None:
+        print(f"\nencode, {label}")
+        ref_blocks, t_tt_blocks = timed(lambda: [enc.encode_ordinary(b) for b in blocks])
+        report("tiktoken encode_ordinary, 1,000-line blocks (1 thread)", t_tt_blocks)
+        _, t_tt_lines = timed(lambda: [enc.encode_ordinary(s) for s in lines])
+        report("tiktoken encode_ordinary, per line (1 thread)", t_tt_lines)
+        tt_best = min(t_tt_blocks, t_tt_lines)
+        tok.encode_many(["warm up"], num_workers=1)
+        tok.model._fast.piece_cache = None  # start cold: no pre-token memo carried over
+        ours_blocks, t_1 = timed(lambda: tok.encode_many(blocks, num_workers=1))
+        report("lmforge encode_many, blocks, 1 process", t_1)
+        tok.model._fast.piece_cache = None
+        _, t_n = timed(lambda: tok.encode_many(blocks, num_workers=args.workers))
+        report(f"lmforge encode_many, blocks, {args.workers} processes", t_n)
+        tok._cache.clear()
+        sample = blocks[: max(1, len(blocks) // 10)]
+        sample_mb = sum(len(b.encode()) for b in sample) / 1e6
+        _, t_ref = timed(lambda: [tok._encode_ids(b) for b in sample])
+        print(f"  {'lmforge reference encoder (pure Python + regex), 10% sample':<58s} {t_ref:7.2f} s  "
+              f"{sample_mb / t_ref:7.2f} MB/s")
+        same = ours_blocks == ref_blocks
+        print(f"  ids identical to tiktoken: {same}")
+        print(f"  → lmforge 1 process = {tt_best / t_1:.2f}× tiktoken's best single-thread speed; "
+              f"{args.workers} processes = {tt_best / t_n:.2f}× (target ≥ 0.5×)")
+        return same
+
+    ranks = {ours.model.token_bytes[i]: i for i in range(ours.vocab_size - 1)}
+    enc = tiktoken.Encoding("lmforge-trained", pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
+                            special_tokens={"<|endoftext|>": ours.vocab_size - 1})
+    encode_suite(ours, f"the {args.vocab_size}-token BPE lmforge just trained", enc)
+    hf_ours = HFTokenizer.from_str(json.dumps(ours.to_hf_json()))
+    hf_ids, t_hf_enc = timed(lambda: [e.ids for e in hf_ours.encode_batch(blocks, add_special_tokens=False)])
+    report("HF tokenizers encode_batch, blocks (all cores)", t_hf_enc)
+    ours.model._fast.piece_cache = None
+    ours_ids, t_1 = timed(lambda: ours.encode_many(blocks, num_workers=1))
+    print(f"  → lmforge 1 process = {t_hf_enc / t_1:.2f}× HF encode_batch; ids identical to HF: {ours_ids == hf_ids}")
+
+    spec = importlib.util.find_spec("whisper")
+    if spec and spec.submodule_search_locations:
+        from tiktoken.load import load_tiktoken_bpe
+
+        path = Path(list(spec.submodule_search_locations)[0]) / "assets" / "gpt2.tiktoken"
+        gpt2_enc = tiktoken.Encoding("gpt2-local", pat_str=GPT2_PATTERN, mergeable_ranks=load_tiktoken_bpe(str(path)),
+                                     special_tokens={"<|endoftext|>": 50256})
+        encode_suite(load_tokenizer(path), "GPT-2's real 50,257-token vocabulary (r50k ranks)", gpt2_enc)
+
+
+if __name__ == "__main__":
+    main()
