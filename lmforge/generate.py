@@ -141,9 +141,13 @@ def _prepare(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, pad_i
     """Left-padded inputs on the model's device and the number of new tokens that fit the context."""
     if not prompts:
         raise InputError("no prompts given")
+    vocab = model.config.vocab_size
     for i, p in enumerate(prompts):
         if len(p) == 0:
             raise InputError(f"prompt {i} is empty (no tokens to condition on)")
+        if min(p) < 0 or max(p) >= vocab:
+            raise InputError(f"prompt {i}: token id {max(p) if max(p) >= vocab else min(p)} is outside the model's "
+                             f"vocabulary (0..{vocab - 1}); do the tokenizer and the model belong together?")
     block_size = model.config.block_size
     longest = max(len(p) for p in prompts)
     if longest > block_size:

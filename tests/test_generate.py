@@ -149,6 +149,8 @@ def test_bad_input_is_an_lmforge_error(lm):
         lm.generate("word " * 100, max_new_tokens=2)
     with pytest.raises(InputError, match="empty"):
         lm.generate("", max_new_tokens=2)
+    with pytest.raises(InputError, match="outside the model's vocabulary"):
+        generate_ids(lm.model, [[1, 2, 400]], max_new_tokens=2)
     with pytest.raises(ConfigError, match="temperature"):
         lm.generate(PROMPT, temperature=-1)
     with pytest.raises(ConfigError, match="num_beams"):

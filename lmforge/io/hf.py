@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,10 @@ def config_from_hf(hf: dict, source: str = "config.json") -> GPTConfig:
     if rope_type != "default":
         raise ConfigError(f"{source}: rope type {rope_type!r} is not supported (only plain RoPE)")
     theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+    window = hf.get("sliding_window")
+    if window is not None and hf.get("use_sliding_window", True) and window < hf.get("max_position_embeddings", 0):
+        warnings.warn(f"{source}: sliding_window={window} is not implemented: outputs are exact only for "
+                      f"sequences up to {window} tokens", stacklevel=2)
     attention_bias = bool(hf.get("attention_bias", False))
     if bool(hf.get("mlp_bias", False)) != attention_bias and model_type == "llama":
         raise ConfigError(f"{source}: attention_bias != mlp_bias is not supported")

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.xdist_group("hf_tiny_gpt")
 def _hf_model(kind: str):
     import transformers as tf
 
-    torch.manual_seed({"gpt2": 0, "llama": 1, "mixtral": 2}[kind])
+    torch.manual_seed({"gpt2": 0, "llama": 1, "mixtral": 2, "mistral": 3}[kind])
     if kind == "gpt2":
         cfg = tf.GPT2Config(n_layer=2, n_head=4, n_embd=32, vocab_size=101, n_positions=64, bos_token_id=0,
                             eos_token_id=1)
@@ -35,10 +35,12 @@ def _hf_model(kind: str):
                   rope_theta=5000.0)
     if kind == "llama":
         return tf.LlamaForCausalLM(tf.LlamaConfig(**common))
+    if kind == "mistral":
+        return tf.MistralForCausalLM(tf.MistralConfig(**common, sliding_window=None))
     return tf.MixtralForCausalLM(tf.MixtralConfig(**common, num_local_experts=4, num_experts_per_tok=2))
 
 
-@pytest.fixture(scope="module", params=["gpt2", "llama", "mixtral"])
+@pytest.fixture(scope="module", params=["gpt2", "llama", "mistral", "mixtral"])
 def pair(request, tmp_path_factory):
     """(lmforge LM, transformers model) loaded from the same save_pretrained folder."""
     ref = _hf_model(request.param).eval()
