@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "lmforge.cli.generate",
     "lmforge.cli.chat",
     "lmforge.cli.eval",
+    "lmforge.cli.represent",
 ]
 
 
