@@ -113,6 +113,8 @@ def run_train_gpt(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         status = "interrupted at" if result.interrupted else "finished at"
         val = f", validation loss {result.val_loss:.4f}" if result.val_loss is not None else ""
+        if result.resumed_from is not None:
+            print(f"resumed from the step-{result.resumed_from} checkpoint")
         print(f"{status} step {result.step}{val}")
         print(f"run folder: {result.run_dir}  (lmforge generate --model {result.run_dir} --prompt '...')")
     return 130 if result.interrupted else 0

@@ -143,6 +143,7 @@ class TrainResult:
     val_loss: float | None = None
     interrupted: bool = False
     checkpoint: Path | None = None
+    resumed_from: int | None = None  # the checkpoint step this call continued from
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -406,7 +407,7 @@ def train(
             plot_losses(metrics_path, run_dir / "loss.png")
         return path
 
-    result = TrainResult(run_dir=run_dir, step=start_step)
+    result = TrainResult(run_dir=run_dir, step=start_step, resumed_from=start_step if start_step else None)
     end_step = config.steps if stop_after is None else min(config.steps, start_step + stop_after)
     bar = _Progress(config.steps, start_step, config.log_every, progress and dist_ctx.is_main)
     params = [p for p in raw_model.parameters() if p.requires_grad]
