@@ -143,6 +143,7 @@ class BPEModel:
                 if new is not None and (a, b) not in pair_table:
                     pair_table[(a, b)] = (rank, new)
         self.pair_table = pair_table
+        self.rank_based = False  # True for tiktoken ranks: pairs merge when their concatenation is a token
         self._fast = None  # numba tables, built on first bulk use
 
     def encode_word(self, word: bytes) -> list[int]:

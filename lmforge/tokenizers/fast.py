@@ -546,10 +546,12 @@ def _chunks(texts: list[str], n: int) -> list[list[str]]:
 
 def encode_many(tok, texts: list[str], *, add_special_tokens: bool = False,
                 num_workers: int | None = None) -> list[list[int]]:
-    """Encode documents; ``num_workers`` processes (default: one, or all cores for inputs above ~16 MB)."""
-    if num_workers is None:  # processes pay off only for big inputs (start-up, shipping ids back)
+    """Encode documents; ``num_workers`` processes (default: one; all cores, up to 8, for inputs above ~16 MB on
+    machines with at least 4 cores)."""
+    if num_workers is None:  # processes pay off only for big inputs and several free cores
+        cores = os.cpu_count() or 1
         big = sum(map(len, texts)) > 16_000_000 and len(texts) > 1
-        num_workers = min(os.cpu_count() or 1, 8) if big else 1
+        num_workers = min(cores, 8) if big and cores >= 4 else 1
     if num_workers > 1 and len(texts) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor

@@ -191,7 +191,8 @@ def tokenizer_from_hf_json(obj: dict, *, where: str = "tokenizer.json") -> Token
             if len(pair) != 2 or pair[0] not in vocab or pair[1] not in vocab:
                 raise FormatError(f"{where}: model.merges[{k}] = {m!r} is not a pair of vocabulary tokens")
             merge_ids.append((vocab[pair[0]], vocab[pair[1]]))
-        token_bytes = _token_bytes_of(id_to_token, {t.content for t in added if t.id not in vocab.values()})
+        model_ids = set(vocab.values())
+        token_bytes = _token_bytes_of(id_to_token, {t.content for t in added if t.id not in model_ids})
         unk = model.get("unk_token")
         bpe = BPEModel(token_bytes, merge_ids, ignore_merges=bool(model.get("ignore_merges")),
                        unk_id=vocab.get(unk) if unk else None)
@@ -360,7 +361,7 @@ def load_tiktoken(path: Path, *, pattern: str | None = None,
 
 def _model_merges(tok: Tokenizer) -> list[tuple[int, int]]:
     model = tok.model
-    if getattr(model, "rank_based", False) and not model.merges:
+    if model.rank_based and not model.merges:
         model.merges = merges_from_ranks(model.token_bytes)
     return model.merges
 
@@ -373,7 +374,7 @@ def tokenizer_to_lmforge_json(tok: Tokenizer) -> dict:
                              "tokens": list(tok._id_to_token)}
     if tok.kind == "bpe":
         model["merges"] = [list(m) for m in _model_merges(tok)]
-        model["rank_based"] = bool(getattr(tok.model, "rank_based", False))
+        model["rank_based"] = tok.model.rank_based
         model["ignore_merges"] = tok.model.ignore_merges
         model["unk_token"] = hf["model"].get("unk_token")
     else:
