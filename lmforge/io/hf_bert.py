@@ -355,7 +355,7 @@ def save_hf_bert(
             if (src / name).is_file() and (src / name).resolve() != (folder / name).resolve():
                 atomic_write_with(folder / name, lambda tmp, n=name: shutil.copyfile(src / n, tmp))
     elif tokenizer is not None:
-        tokenizer.save(folder)
+        tokenizer.save(folder, format="hf")
     if sentence_config is not None:
         _write_sentence_config(folder, model.config, sentence_config)
     return folder
