@@ -29,13 +29,13 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         "4 layers x 128 wide, context 128: trains in a few minutes on 2 CPU cores (lmforge demo)",
         {"block_size": 128, "n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0},
-        TrainConfig(steps=400, batch_size=16, lr=2e-3, warmup_steps=40, weight_decay=0.1, eval_every=100,
+        TrainConfig(steps=600, batch_size=16, lr=2e-3, warmup_steps=40, weight_decay=0.1, eval_every=100,
                     eval_batches=8, checkpoint_every=100, log_every=20),
     ),
     "tiny-llama": Preset(
         "the tiny shape with Llama's switches: RMSNorm, SwiGLU, rotary positions, grouped-query attention",
         {"block_size": 128, "n_layer": 4, "n_head": 4, "n_kv_head": 2, "n_embd": 128, "dropout": 0.0, **_LLAMA},
-        TrainConfig(steps=400, batch_size=16, lr=2e-3, warmup_steps=40, weight_decay=0.1, eval_every=100,
+        TrainConfig(steps=600, batch_size=16, lr=2e-3, warmup_steps=40, weight_decay=0.1, eval_every=100,
                     eval_batches=8, checkpoint_every=100, log_every=20),
     ),
     "gpt2-small": Preset(
@@ -59,7 +59,7 @@ def resolve_preset(name: str, model_overrides: dict | None = None,
     """The preset's model fields and TrainConfig with overrides applied (``None`` values are ignored).
 
     >>> m, t = resolve_preset("tiny", {"n_layer": 2}, {"lr": 3e-3}); m["n_layer"], t.lr, t.steps
-    (2, 0.003, 400)
+    (2, 0.003, 600)
     """
     if name not in PRESETS:
         raise ConfigError(f"--preset: unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
