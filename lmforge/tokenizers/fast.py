@@ -169,7 +169,7 @@ def _fill_cache(tok, pieces: list[str]) -> None:
 
 def encode_document(tok, text: str) -> list[int]:
     """``tok.encode(text, add_special_tokens=False)`` through the compiled path where it applies: the whole
-    GPT-2 split + BPE in numba, or (other patterns) the regex split with batched numba BPE for new pieces."""
+    GPT-2 / cl100k split + BPE in numba, or (other patterns) the regex split with batched numba BPE for new pieces."""
     if tok.kind != "bpe" or tok.normalizer is not None:
         return tok._encode_ids(text)
     if not isinstance(text, str):
@@ -177,13 +177,14 @@ def encode_document(tok, text: str) -> list[int]:
 
         raise InputError(f"text must be a str, got {type(text).__name__}")
     fast = _fast_model(tok)
-    if fast is not None and _compiled_split_applies(tok):
+    mode = _compiled_split(tok) if fast is not None else None
+    if mode is not None:
         ids: list[int] = []
         for s, e, added in tok._segments(text):
             if added is not None:
                 ids.append(added)
                 continue
-            part = _encode_segment_compiled(tok, fast, text[s:e])
+            part = _encode_segment_compiled(tok, fast, text[s:e], mode)
             if part is None:
                 return tok._encode_ids(text)
             ids.extend(part)
@@ -204,7 +205,7 @@ def encode_document(tok, text: str) -> list[int]:
     return ids
 
 
-# ------------------------------------------------------------------------ GPT-2 pre-tokenizer + cache in numba
+# ------------------------------------------------------- GPT-2 / cl100k pre-tokenizers + piece cache in numba
 _OTHER, _LETTER, _NUMBER, _SPACE = 0, 1, 2, 3
 
 
@@ -288,6 +289,86 @@ def _gpt2_piece_end(data, p, n, classes):
 
 
 @_njit
+def _is_contraction_letter(c, letter):
+    """``c`` matches ``letter`` case-insensitively as the ``regex`` module does ('ſ' folds to 's')."""
+    return c == letter or c == letter - 32 or (letter == 115 and c == 0x17F)
+
+
+@_njit
+def _cl100k_piece_end(data, p, n, classes):
+    r"""End (byte index) of the cl100k pattern's match at ``p``: '(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|
+    \p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+ — alternatives in that order."""
+    c, width = _code_point(data, p)
+    if c == 39 and p + 1 < n:  # contractions, case-insensitive
+        c1, w1 = _code_point(data, p + 1)
+        if (_is_contraction_letter(c1, 115) or _is_contraction_letter(c1, 100) or _is_contraction_letter(c1, 109)
+                or _is_contraction_letter(c1, 116)):
+            return p + 1 + w1
+        if p + 1 + w1 < n:
+            c2, w2 = _code_point(data, p + 1 + w1)
+            if ((_is_contraction_letter(c1, 108) and _is_contraction_letter(c2, 108))
+                    or (_is_contraction_letter(c1, 118) and _is_contraction_letter(c2, 101))
+                    or (_is_contraction_letter(c1, 114) and _is_contraction_letter(c2, 101))):
+                return p + 1 + w1 + w2
+    k = classes[c]
+    if k == _LETTER or (k != _NUMBER and c != 13 and c != 10 and p + width < n
+                        and classes[_code_point(data, p + width)[0]] == _LETTER):
+        e = p if k == _LETTER else p + width  # an optional non-letter/number/newline char, then letters
+        while e < n:
+            c2, w2 = _code_point(data, e)
+            if classes[c2] != _LETTER:
+                break
+            e += w2
+        return e
+    if k == _NUMBER:  # numbers in groups of at most three
+        e = p
+        taken = 0
+        while e < n and taken < 3:
+            c2, w2 = _code_point(data, e)
+            if classes[c2] != _NUMBER:
+                break
+            e += w2
+            taken += 1
+        return e
+    q = p
+    if c == 32 and p + 1 < n and classes[_code_point(data, p + 1)[0]] == _OTHER:
+        q = p + 1
+    if classes[_code_point(data, q)[0]] == _OTHER:  # punctuation run, then any newlines
+        e = q
+        while e < n:
+            c2, w2 = _code_point(data, e)
+            if classes[c2] != _OTHER:
+                break
+            e += w2
+        while e < n and (data[e] == 13 or data[e] == 10):
+            e += 1
+        return e
+    e = p  # whitespace: up to its last newline if it has one, else as GPT-2
+    last = p
+    last_newline = -1
+    while e < n:
+        c2, w2 = _code_point(data, e)
+        if classes[c2] != _SPACE:
+            break
+        if c2 == 13 or c2 == 10:
+            last_newline = e + 1
+        last = e
+        e += w2
+    if last_newline > 0:
+        return last_newline
+    if e == n or last == p:
+        return e
+    return last
+
+
+@_njit
+def _piece_end(data, p, n, classes, mode):
+    if mode == 1:
+        return _cl100k_piece_end(data, p, n, classes)
+    return _gpt2_piece_end(data, p, n, classes)
+
+
+@_njit
 def _bytes_hash(data, s, e):
     h = np.uint64(14695981039346656037)  # FNV-1a
     for i in range(s, e):
@@ -345,10 +426,11 @@ def _grow(arr, need):
 
 
 @_njit
-def _encode_gpt2_text(data, classes, byte_ids, keys, vals, c_off, c_len, c_hash, c_ids, c_nids, kpool, ipool,
-                      counters):
-    """Split UTF-8 ``data`` with the GPT-2 pattern and BPE-encode each piece, memoising pieces in a hash
-    table (pieces' bytes in ``kpool``, their ids in ``ipool``). Returns the ids and the (regrown) cache."""
+def _encode_text_compiled(data, classes, mode, byte_ids, keys, vals, c_off, c_len, c_hash, c_ids, c_nids, kpool,
+                          ipool, counters):
+    """Split UTF-8 ``data`` with the GPT-2 (``mode`` 0) or cl100k (1) pattern and BPE-encode each piece,
+    memoising pieces in a hash table (pieces' bytes in ``kpool``, their ids in ``ipool``). Returns the ids and
+    the (regrown) cache."""
     n = data.shape[0]
     out = np.empty(n, np.int64)
     n_out = 0
@@ -356,7 +438,7 @@ def _encode_gpt2_text(data, classes, byte_ids, keys, vals, c_off, c_len, c_hash,
     used, k_used, i_used = counters[0], counters[1], counters[2]
     p = 0
     while p < n:
-        e = _gpt2_piece_end(data, p, n, classes)
+        e = _piece_end(data, p, n, classes, mode)
         h = _bytes_hash(data, p, e)
         slot = _cache_slot(c_off, c_len, c_hash, kpool, h, data, p, e)
         if c_off[slot] == -1:
@@ -413,13 +495,14 @@ def _encode_gpt2_text(data, classes, byte_ids, keys, vals, c_off, c_len, c_hash,
 
 
 @_njit
-def _count_gpt2_text(data, classes, c_off, c_len, c_hash, c_cnt, kpool, counters):
-    """Count the GPT-2 pre-tokens of UTF-8 ``data`` into a hash table (bytes in ``kpool``)."""
+def _count_text_compiled(data, classes, mode, c_off, c_len, c_hash, c_cnt, kpool, counters):
+    """Count the GPT-2 (``mode`` 0) or cl100k (1) pre-tokens of UTF-8 ``data`` into a hash table (bytes in
+    ``kpool``)."""
     n = data.shape[0]
     used, k_used = counters[0], counters[1]
     p = 0
     while p < n:
-        e = _gpt2_piece_end(data, p, n, classes)
+        e = _piece_end(data, p, n, classes, mode)
         h = _bytes_hash(data, p, e)
         slot = _cache_slot(c_off, c_len, c_hash, kpool, h, data, p, e)
         if c_off[slot] == -1:
@@ -437,28 +520,39 @@ def _count_gpt2_text(data, classes, c_off, c_len, c_hash, c_cnt, kpool, counters
     return c_off, c_len, c_hash, c_cnt, kpool
 
 
-def count_gpt2_pretokens(texts, add_prefix_space: bool = False) -> dict[bytes, int] | None:
-    """Distinct GPT-2 pre-tokens of all texts with their counts, split and counted in numba.
-    None when numba is missing or a text cannot be UTF-8 encoded (the reference path then reports it)."""
-    if numba is None:
+def compiled_split_mode(pattern: str) -> int | None:
+    """0 for GPT-2's pattern, 1 for cl100k's, None for patterns only the regex path knows."""
+    from lmforge.tokenizers.bpe import CL100K_PATTERN, GPT2_PATTERN
+
+    return {GPT2_PATTERN: 0, CL100K_PATTERN: 1}.get(pattern)
+
+
+def count_pretokens_compiled(texts, pattern: str, add_prefix_space: bool = False) -> dict[bytes, int] | None:
+    """Distinct pre-tokens of all texts (GPT-2 or cl100k pattern) with their counts, split and counted in numba,
+    in first-seen order, as ``train.count_pretokens``. None when numba or the pattern is not available."""
+    mode = compiled_split_mode(pattern)
+    if numba is None or mode is None:
         return None
+    from lmforge.errors import InputError
+
     cap = 1 << 16
     c_off, c_len, c_hash, c_cnt = (np.full(cap, -1, np.int64), np.zeros(cap, np.int64), np.zeros(cap, np.uint64),
                                    np.zeros(cap, np.int64))
     kpool = np.empty(1 << 20, np.uint8)
     counters = np.zeros(2, np.int64)
     classes = char_classes()
-    for text in texts:
+    for k, text in enumerate(texts):
         if not isinstance(text, str):
-            return None
+            raise InputError(f"texts[{k}]: expected a str, got {type(text).__name__}")
         if add_prefix_space and not text.startswith(" "):
             text = " " + text
         try:
             data = np.frombuffer(text.encode("utf-8"), np.uint8)
-        except UnicodeEncodeError:
-            return None
-        c_off, c_len, c_hash, c_cnt, kpool = _count_gpt2_text(data, classes, c_off, c_len, c_hash, c_cnt, kpool,
-                                                              counters)
+        except UnicodeEncodeError as e:
+            raise InputError(f"training text holds {text[e.start]!r} (U+{ord(text[e.start]):04X}), a lone surrogate "
+                             "that cannot be UTF-8 encoded; expected valid Unicode") from None
+        c_off, c_len, c_hash, c_cnt, kpool = _count_text_compiled(data, classes, mode, c_off, c_len, c_hash, c_cnt,
+                                                                  kpool, counters)
     live = np.nonzero(c_off != -1)[0]
     live = live[np.argsort(c_off[live])]  # first-seen order, like the reference
     pool = kpool[: int(counters[1])].tobytes()
@@ -482,26 +576,27 @@ class PieceCache:
         self.ipool = np.empty(1 << 18, np.int64)
         self.counters = np.zeros(3, np.int64)
 
-    def encode(self, fast: FastBPE, data: np.ndarray) -> np.ndarray:
+    def encode(self, fast: FastBPE, data: np.ndarray, mode: int) -> np.ndarray:
         if self.counters[1] > self.MAX_BYTES:
             self.reset()
-        ids, *tables, self.kpool, self.ipool = _encode_gpt2_text(
-            data, char_classes(), fast.byte_ids, fast.keys, fast.vals, *self.tables, self.kpool, self.ipool,
+        ids, *tables, self.kpool, self.ipool = _encode_text_compiled(
+            data, char_classes(), mode, fast.byte_ids, fast.keys, fast.vals, *self.tables, self.kpool, self.ipool,
             self.counters)
         self.tables = tuple(tables)
         return ids
 
 
-def _compiled_split_applies(tok) -> bool:
-    from lmforge.tokenizers.bpe import GPT2_PATTERN
+def _compiled_split(tok) -> int | None:
+    """The compiled splitter's mode for this tokenizer, or None when its pre-tokenizer is something else."""
     from lmforge.tokenizers.pipeline import ByteLevel
 
     pre = tok.pre_tokenizer
-    return (type(pre) is ByteLevel and pre.use_regex and pre.pattern == GPT2_PATTERN and tok.normalizer is None
-            and tok.kind == "bpe")
+    if type(pre) is not ByteLevel or not pre.use_regex or tok.normalizer is not None or tok.kind != "bpe":
+        return None
+    return compiled_split_mode(pre.pattern)
 
 
-def _encode_segment_compiled(tok, fast: FastBPE, seg: str) -> list[int] | None:
+def _encode_segment_compiled(tok, fast: FastBPE, seg: str, mode: int) -> list[int] | None:
     if tok.pre_tokenizer.add_prefix_space and not seg.startswith(" "):
         seg = " " + seg
     try:
@@ -510,7 +605,7 @@ def _encode_segment_compiled(tok, fast: FastBPE, seg: str) -> list[int] | None:
         return None  # the reference path raises the clear lone-surrogate error
     if fast.piece_cache is None:
         fast.piece_cache = PieceCache()
-    return fast.piece_cache.encode(fast, data).tolist()
+    return fast.piece_cache.encode(fast, data, mode).tolist()
 
 
 _WORKER_TOKENIZER = None

@@ -117,14 +117,14 @@ def train_tokenizer(
                           f"{len(special_tokens)} special token(s); expected at least {256 + len(special_tokens)}")
     pattern = pattern or GPT2_PATTERN
     pre = ByteLevel(add_prefix_space=False, pattern=pattern)
-    word_counts = None
-    if pattern == GPT2_PATTERN:  # split and count in numba (identical counts, tested)
-        from lmforge.tokenizers.fast import count_gpt2_pretokens
+    from lmforge.tokenizers.fast import compiled_split_mode, count_pretokens_compiled
 
-        docs = list(_iter_texts(texts, files))
-        word_counts = count_gpt2_pretokens(docs)
+    if compiled_split_mode(pattern) is not None:  # GPT-2 / cl100k: split and count in numba (identical, tested)
+        word_counts = count_pretokens_compiled(_iter_texts(texts, files), pattern)
+    else:
+        word_counts = None
     if word_counts is None:
-        word_counts = count_pretokens(docs if pattern == GPT2_PATTERN else _iter_texts(texts, files), pre)
+        word_counts = count_pretokens(_iter_texts(texts, files), pre)
     num_merges = vocab_size - 256 - len(special_tokens)
     bar, update = _progress(num_merges, show_progress, "BPE merges")
     try:

@@ -15,7 +15,7 @@ from lmforge.tokenizers.bpe import train_bpe
 from lmforge.tokenizers.fast import (
     FastBPE,
     char_classes,
-    count_gpt2_pretokens,
+    count_pretokens_compiled,
     encode_document,
     train_bpe_fast,
 )
@@ -24,7 +24,8 @@ from lmforge.tokenizers.train import count_pretokens
 
 pytestmark = pytest.mark.xdist_group("numba_tokenizers")
 # Text that stresses the splitter: contractions, space runs, digits, punctuation, scripts, emoji.
-TRICKY = st.text(alphabet=st.one_of(st.sampled_from(list("'sdtmlrve \t\n\r 0123!?.,-_aZé中😀\u00a0\u2003\u0301")),
+SPLITTER_CHARS = "'sdtmlrveSDTMLRVEſ \t\n\r 0123!?.,-_aZé中😀\u00a0\u2003\u0301"
+TRICKY = st.text(alphabet=st.one_of(st.sampled_from(list(SPLITTER_CHARS)),
                                     st.characters(blacklist_categories=("Cs",))), max_size=60)
 
 
@@ -53,14 +54,20 @@ def test_compiled_trainer_equals_reference_on_random_counts(counts, num_merges, 
 
 
 def test_compiled_counts_equal_regex_counts(corpus_counts):
-    assert count_gpt2_pretokens(builtin_documents()) == corpus_counts
-    assert count_gpt2_pretokens(["ok \ud800"]) is None  # lone surrogate: left to the reference's clear error
+    assert count_pretokens_compiled(builtin_documents(), GPT2_PATTERN) == corpus_counts
+    cl100k = count_pretokens(builtin_documents(), ByteLevel(pattern=CL100K_PATTERN))
+    assert count_pretokens_compiled(builtin_documents(), CL100K_PATTERN) == cl100k
+    with pytest.raises(InputError, match="surrogate"):
+        count_pretokens_compiled(["ok \ud800"], GPT2_PATTERN)
+    assert count_pretokens_compiled(["x"], r"\w+") is None  # other patterns: the regex path
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.lists(TRICKY, max_size=3))
-def test_compiled_splitter_counts_equal_regex(texts):
-    assert count_gpt2_pretokens(texts) == count_pretokens(texts, ByteLevel())
+def test_compiled_splitters_count_like_the_regex(texts):
+    assert count_pretokens_compiled(texts, GPT2_PATTERN) == count_pretokens(texts, ByteLevel())
+    assert count_pretokens_compiled(texts, CL100K_PATTERN) == count_pretokens(texts,
+                                                                              ByteLevel(pattern=CL100K_PATTERN))
 
 
 def test_char_classes_follow_the_regex_module():
@@ -79,12 +86,18 @@ def test_bulk_encoding_equals_reference_on_corpus(gpt2_style):
     assert gpt2_style.encode_many(docs) == [gpt2_style._encode_ids(d) for d in docs]
 
 
+@pytest.fixture(scope="module")
+def cl100k_style():
+    return train_tokenizer(builtin_documents()[:40], vocab_size=1200, pattern=CL100K_PATTERN)
+
+
 @settings(max_examples=800, deadline=None)
 @given(TRICKY)
-def test_bulk_encoding_equals_reference_on_generated_text(gpt2_style, text):
+def test_bulk_encoding_equals_reference_on_generated_text(gpt2_style, cl100k_style, text):
     assert encode_document(gpt2_style, text) == gpt2_style._encode_ids(text)
     assert encode_document(gpt2_style, text + "<|endoftext|>" + text) == gpt2_style._encode_ids(
         text + "<|endoftext|>" + text)
+    assert encode_document(cl100k_style, text) == cl100k_style._encode_ids(text)
 
 
 def test_bulk_encoding_with_prefix_space_and_other_patterns(gpt2_style):

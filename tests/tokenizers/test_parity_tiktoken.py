@@ -66,7 +66,9 @@ def test_cl100k_pattern_with_gpt2_ranks_matches_tiktoken(gpt2_tiktoken_path, ran
                                   special_tokens={})
     ours = load_tokenizer(gpt2_tiktoken_path, pattern=CL100K_PATTERN, special_tokens={})
     lines = list(iter_lines())[:3000] + ["I'VE got 1234567 apples!!\n\n\n  and\r\n  more", "x \t\n y"]
-    assert [ours.encode(t) for t in lines] == [reference.encode_ordinary(t) for t in lines]
+    expected = [reference.encode_ordinary(t) for t in lines]
+    assert [ours.encode(t) for t in lines] == expected
+    assert ours.encode_many(lines) == expected  # the compiled cl100k splitter
 
 
 def test_gpt2_written_as_hf_and_gpt2_files_keeps_ids(gpt2, reference, tmp_path):
