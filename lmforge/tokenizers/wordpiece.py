@@ -82,6 +82,22 @@ _UNKNOWN_TO_HF = frozenset(
 _OLD_PUNCTUATION = frozenset({0x166D, 0x111C9})
 _OLD_NONSPACING_MARKS = frozenset({0x1734})
 
+# Marks that survive accent stripping yet take part in NFD's canonical reordering (combining class != 0 in HF's
+# normalisation tables, which are Unicode 9.0's; not a non-spacing mark for its category table), and the musical
+# symbols that decompose into such marks. HF applies NFD to the whole text, sorting these marks by combining class;
+# per-char NFD cannot, so a text holding one of them takes a reordering pre-pass.
+_REORDERED_MARKS = frozenset(
+    chr(cp)
+    for lo, hi in (
+        (0x08D4, 0x08E1), (0x1B44, 0x1B44), (0x1BAA, 0x1BAA), (0x1BF2, 0x1BF3), (0x1DFB, 0x1DFB), (0x302E, 0x302F),
+        (0xA953, 0xA953), (0xA9C0, 0xA9C0), (0x111C0, 0x111C0), (0x11235, 0x11235), (0x1134D, 0x1134D),
+        (0x11442, 0x11442), (0x11446, 0x11446), (0x116B6, 0x116B6), (0x11C3F, 0x11C3F), (0x1D15E, 0x1D166),
+        (0x1D16D, 0x1D172), (0x1D1BB, 0x1D1C0), (0x1E000, 0x1E006), (0x1E008, 0x1E018), (0x1E01B, 0x1E021),
+        (0x1E023, 0x1E024), (0x1E026, 0x1E02A), (0x1E944, 0x1E94A),
+    )
+    for cp in range(lo, hi + 1)
+)
+
 # ASCII text without control chars is normalised at most by lower-casing, char for char, so its words come straight
 # from one regex (C speed) instead of the per-char loop — the common case for English text.
 _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -256,7 +272,10 @@ def _normalised_words_general(
     words: list[tuple[str, int, list[int] | None]] = []
     chars: list[str] = []  # the word being built
     positions: list[int] = []
-    for i, ch in enumerate(text, base):
+    indexed_chars = enumerate(text, base)
+    if strip_accents and not _REORDERED_MARKS.isdisjoint(text):
+        indexed_chars = _decomposed_in_canonical_order(text, base, clean_text)
+    for i, ch in indexed_chars:
         plan = cache.get(ch)
         if plan is None:
             plan = cache[ch] = _char_plan(ch, lowercase, bool(strip_accents), tokenize_chinese_chars, clean_text)
@@ -288,6 +307,63 @@ def _normalised_words_general(
     if chars:
         words.append(("".join(chars), positions[0], positions))
     return words
+
+
+def _hf_combining_class(ch: str) -> int:
+    """The canonical combining class HF's NFD uses: Python's, except 0 for the marks that survive accent stripping
+    but are newer than HF's Unicode 9.0 normalisation tables.
+
+    >>> _hf_combining_class("\\u0301"), _hf_combining_class("\\U0001D16D"), _hf_combining_class("\\u1715")
+    (230, 226, 0)
+    """
+    ccc = unicodedata.combining(ch)
+    if not ccc or ch in _REORDERED_MARKS:
+        return ccc
+    survives_stripping = ord(ch) in _UNKNOWN_TO_HF or unicodedata.category(ch) != "Mn"
+    return 0 if survives_stripping and ord(ch) not in _OLD_NONSPACING_MARKS else ccc
+
+
+def _decomposed_in_canonical_order(text: str, base: int, clean_text: bool) -> list[tuple[int, str]]:
+    """``(original index, char)`` of ``text`` after NFD with canonical reordering, as HF's whole-text NFD does it.
+
+    Control chars ``clean_text`` removes are left out first (HF removes them before NFD, so the marks around them
+    join one run). Chars HF's tables do not know, and CJK ideographs, stay as they are. Original indices follow
+    HF's alignment rule: the first char of each decomposition takes the next original char's index, in text order,
+    wherever reordering moved it; the other chars take the index of the char before them.
+
+    >>> _decomposed_in_canonical_order("x\\U0001D16D\\x00\\U0001D165", 0, True)  # marks of class 226, 216
+    [(0, 'x'), (1, '𝅥'), (3, '𝅭')]
+    """
+    items: list[tuple[int, str, bool]] = []  # (original index, char, first char of its decomposition)
+    for i, ch in enumerate(text, base):
+        if clean_text and (ch == "\x00" or _is_control(ch)):
+            continue
+        if ord(ch) in _UNKNOWN_TO_HF or is_cjk_ideograph(ch):
+            items.append((i, ch, True))
+        else:
+            items.extend((i, c, k == 0) for k, c in enumerate(unicodedata.normalize("NFD", ch)))
+
+    def combining_class(item: tuple[int, str, bool]) -> int:
+        return _hf_combining_class(item[1])
+
+    # Stable-sort every maximal run of non-starters (combining class > 0) by combining class.
+    ordered: list[tuple[int, str, bool]] = []
+    run: list[tuple[int, str, bool]] = []
+    for item in items:
+        if combining_class(item):
+            run.append(item)
+            continue
+        ordered.extend(sorted(run, key=combining_class))
+        run = []
+        ordered.append(item)
+    ordered.extend(sorted(run, key=combining_class))
+
+    sources = iter([i for i, _, first in items if first])
+    out: list[tuple[int, str]] = []
+    for own_index, c, first in ordered:
+        index = next(sources) if first else (out[-1][0] if out else own_index)
+        out.append((index, c))
+    return out
 
 
 _PLAN_CACHES: dict[tuple[bool, bool, bool, bool], dict[str, tuple]] = {}

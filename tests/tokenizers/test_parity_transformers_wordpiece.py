@@ -52,6 +52,7 @@ MIXED_TEXTS = [
     "\x00\x01\x02",
     "ǰ ΐ ΰ ẖ ẗ ẘ ẙ ẚ ŉ",  # chars with multi-char full case mappings
     "İ\x00a Ǉ\x01x ﬀ\x02y",  # a char that grows next to one that vanishes: offsets must not just shift
+    "x\U0001D16D\U0001D165y é\U0001D16D\u0316\x00\U0001D165 \U0001D160\U0001D16D",  # marks NFD reorders, unstripped
 ]
 
 
@@ -132,8 +133,10 @@ def test_offsets_point_at_the_original_text(model):
 
 # Text drawn from all assigned code points, with a bias towards ASCII words so that pieces, not only [UNK], occur.
 _chars = st.characters(exclude_categories=("Cs", "Cn"))
+# Also marks that accent stripping drops, marks NFD reorders but keeps, a char that lower-cases to two, a NUL.
+_fragments = ["the", " ", "Word", "ing", ".", "é", "\u0301", "\U0001D16D", "\U0001D165", "İ", "\x00"]
 _texts = st.lists(
-    st.one_of(st.text(_chars, min_size=1, max_size=6), st.sampled_from(["the", " ", "Word", "ing", ".", "é"])),
+    st.one_of(st.text(_chars, min_size=1, max_size=6), st.sampled_from(_fragments)),
     max_size=20,
 ).map("".join)
 
@@ -149,7 +152,8 @@ def test_hypothesis_unicode(model, oracle, texts):
 
 def test_every_assigned_code_point_between_letters():
     """The normaliser + pre-tokenizer, char by char over all of Unicode 14 (except surrogates, private use and
-    unassigned), against HF's BertNormalizer + BertPreTokenizer: words and offsets."""
+    unassigned), against HF's BertNormalizer + BertPreTokenizer: words and offsets. This is what pins down the
+    tables in wordpiece.py (``_UNKNOWN_TO_HF``, ``_REORDERED_MARKS`` …)."""
     from tokenizers import Tokenizer, normalizers, pre_tokenizers
     from tokenizers.models import WordLevel
 
@@ -158,8 +162,12 @@ def test_every_assigned_code_point_between_letters():
     hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     assigned = [chr(cp) for cp in range(0x110000) if unicodedata.category(chr(cp)) not in ("Cs", "Cn", "Co")]
     assert len(assigned) > 140_000
-    # 256 code points per text, each between two letters (one upper-case, to exercise lower-casing).
-    texts = ["".join(f"A{ch}b " for ch in assigned[i : i + 256]) for i in range(0, len(assigned), 256)]
+    # 256 code points per text, each between two letters (one upper-case, to exercise lower-casing), and each
+    # before combining marks that whole-text NFD reorders (classes 226, 230, 216), to check its combining class.
+    texts = [
+        "".join(f"A{ch}b {ch}\U0001D16D\u0301\U0001D165 " for ch in assigned[i : i + 256])
+        for i in range(0, len(assigned), 256)
+    ]
     encodings = hf.encode_batch(texts)
     mismatched = []
     for text, enc in zip(texts, encodings, strict=True):
@@ -209,3 +217,33 @@ def test_wordpiece_offsets_under_every_normaliser_switch(vocab):
                 assert [p for p, _, _ in ours] == enc.tokens, (lowercase, strip_accents, text)
                 assert [(s, e) for _, s, e in ours] == [tuple(o) for o in enc.offsets], (lowercase, strip_accents, text)
                 assert model.encode(text, lowercase=lowercase, strip_accents=strip_accents) == enc.ids
+
+
+# ------------------------------------------------------------------ the same, through lmforge's public Tokenizer API
+def test_public_api_bare_vocab_txt(vocab_path, oracle, tmp_path):
+    from lmforge import load_tokenizer
+
+    (tmp_path / "vocab.txt").write_bytes(vocab_path.read_bytes())  # no tokenizer_config.json beside it
+    tok = load_tokenizer(tmp_path / "vocab.txt")
+    texts = [*MIXED_TEXTS, "[MASK] written [UNK] in the [CLS]text[SEP]", *list(iter_lines())[:1500]]
+    assert [tok.encode(t) for t in texts] == oracle(texts)["input_ids"]
+
+
+def test_public_api_tokenizer_json_vs_hf_tokenizers(minilm_path):
+    """``load_tokenizer(tokenizer.json)`` against ``tokenizers.Tokenizer.from_file`` on the same file: ids and
+    offsets, with special tokens written in the raw text. The file stores padding/truncation to 128, which HF
+    applies on encode and lmforge only keeps; the oracle's are switched off to compare the encodings themselves."""
+    from tokenizers import Tokenizer as HFTokenizer
+
+    from lmforge import load_tokenizer
+
+    path = minilm_path / "tokenizer.json"
+    tok = load_tokenizer(path)
+    hf = HFTokenizer.from_file(str(path))
+    hf.no_padding()
+    hf.no_truncation()
+    texts = [*MIXED_TEXTS, "[MASK] written [UNK] in the [CLS]text[SEP]", *list(iter_lines())[1500:3000]]
+    got = tok.encode_batch(texts, return_offsets=True)
+    expected = hf.encode_batch(texts)
+    assert got["input_ids"] == [e.ids for e in expected]
+    assert got["offsets"] == [[tuple(o) for o in e.offsets] for e in expected]

@@ -265,3 +265,22 @@ def test_piece_offsets_where_normalisation_changed_lengths():
         ours = WordPiece(vocab).tokenize(text, strip_accents=False)
         assert "[UNK]" not in enc.tokens
         assert ours == [(t, s, e) for t, (s, e) in zip(enc.tokens, enc.offsets, strict=True)], text
+
+
+def test_marks_reordered_by_nfd_keep_hf_alignment():
+    """Whole-text NFD sorts combining marks by class; marks that survive accent stripping (musical symbols' stems
+    and flags) come out reordered, and HF aligns them by position. Pieces and offsets against HF's model."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import WordPiece as HFWordPiece
+
+    stem, flag = "\U0001D165", "\U0001D16D"  # combining classes 216 and 226
+    vocab = {t: i for i, t in enumerate(["[UNK]", "x", "e", "\U0001D158", stem, "##" + stem, "##" + flag, "##y"])}
+    hf = Tokenizer(HFWordPiece(vocab, unk_token="[UNK]"))
+    hf.normalizer = normalizers.BertNormalizer(lowercase=True)
+    hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    texts = [f"x{flag}{stem}y", f"x{flag}\u0301{stem}y", f"x{flag}\x00{stem}", f"é{flag}\u0316{stem}",
+             f"\U0001D15F{flag} x", f"\u0344{flag}{stem} x", f"X{flag}\u0e48{stem}Y"]
+    for text, enc in zip(texts, hf.encode_batch(texts, add_special_tokens=False), strict=True):
+        assert enc.tokens.count("[UNK]") <= 1
+        ours = WordPiece(vocab).tokenize(text)
+        assert ours == [(t, s, e) for t, (s, e) in zip(enc.tokens, enc.offsets, strict=True)], text
