@@ -24,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "lmforge.cli.chat",
     "lmforge.cli.eval",
     "lmforge.cli.represent",
+    "lmforge.cli.bert",
 ]
 
 

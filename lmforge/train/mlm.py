@@ -213,9 +213,10 @@ def bert_exporter(config: BertConfig, tokenizer: Any):
 def pretrain_bert(
     sources: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
-    tokenizer_path: str | os.PathLike,
+    tokenizer_path: str | os.PathLike | None = None,
     preset: str = "bert-tiny",
     *,
+    vocab_size: int = 8000,
     seq_len: int = 128,
     mask_prob: float = 0.15,
     whole_word: bool = False,
@@ -228,14 +229,21 @@ def pretrain_bert(
 ) -> tuple[TrainResult, MaskedAccuracy]:
     """Pre-train a BERT (``preset`` shape + overrides) with masked-LM on text files (or ``["builtin"]``).
 
-    Returns the loop's result and the final masked-token accuracy on the held-out sequences.
+    ``tokenizer_path``: a WordPiece vocab.txt / tokenizer.json / model folder; None trains a WordPiece tokenizer of
+    ``vocab_size`` on the same text. Returns the loop's result and the final masked-token accuracy on the held-out
+    sequences.
     """
     from lmforge.data.corpus import iter_documents
-    from lmforge.tokenizers import load_tokenizer
+    from lmforge.tokenizers import load_tokenizer, train_tokenizer
 
     if preset not in PRESETS:
         raise ConfigError(f"preset: expected one of {sorted(PRESETS)}, got {preset!r}")
-    tok = load_tokenizer(tokenizer_path)
+    sources = [str(s) for s in sources] or ["builtin"]
+    if tokenizer_path is not None:
+        tok = load_tokenizer(tokenizer_path)
+    else:
+        files = None if sources == ["builtin"] else sources
+        tok = train_tokenizer(files=files, kind="wordpiece", vocab_size=vocab_size, show_progress=progress)
     for role in ("cls", "sep", "mask"):
         if getattr(tok, f"{role}_token_id") is None:
             raise ConfigError(f"{tokenizer_path}: the tokenizer has no {role} token; BERT needs [CLS], [SEP], [MASK]")

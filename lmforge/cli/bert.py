@@ -1,0 +1,317 @@
+"""BERT commands: ``lmforge embed``, ``search``, ``fill-mask``, ``finetune classify|tag|pair``, ``predict``, and
+``lmforge train bert`` (added to ``lmforge train`` by :func:`register_train_bert`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lmforge.errors import InputError
+
+FT_EXAMPLES = {
+    "classify": "lmforge finetune classify --model MODEL --train train.csv --eval test.csv --out runs/clf",
+    "tag": "lmforge finetune tag --model MODEL --train train.jsonl --eval test.jsonl --out runs/ner",
+    "pair": "lmforge finetune pair --model MODEL --train pairs.tsv --eval dev.tsv --out runs/para",
+}
+
+
+def _texts(args: argparse.Namespace) -> list[str]:
+    """Texts from the command line and/or ``--input FILE`` (one per non-empty line)."""
+    texts = list(args.texts or [])
+    if getattr(args, "input", None):
+        from lmforge.data.corpus import read_text_file
+
+        texts += [line for line in read_text_file(args.input).splitlines() if line.strip()]
+    if not texts:
+        raise InputError("no text given: pass TEXT arguments or --input FILE")
+    return texts
+
+
+def _threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="BERT folder: Hugging Face / sentence-transformers / lmforge")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = subparsers.add_parser(
+        "embed", help="sentence embeddings of texts (BERT / sentence-transformers models)", formatter_class=fmt,
+        description="Embed sentences as the model's sentence-transformers config says (pooling, normalisation, "
+        "max_seq_length). Prints a short view of each vector and, for several texts, their cosine similarities; "
+        "--out saves all vectors as a .npy array (N, D) in input order.",
+        epilog='example: lmforge embed --model MODEL "A man is eating food." "Someone eats a meal."')
+    _add_common(p)
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed")
+    p.add_argument("--input", help="file with one text per line")
+    p.add_argument("--out", help="write the embeddings to this .npy file")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
+    p.set_defaults(func=run_embed)
+
+    p = subparsers.add_parser(
+        "search", help="the corpus lines most similar to a query (semantic search)", formatter_class=fmt,
+        description="Embed every line of --corpus and each query, and print the top-k lines by cosine similarity "
+        "(the retrieval step of RAG). --cache keeps the corpus embeddings in a .npy file for the next search.",
+        epilog='example: lmforge search --model MODEL --corpus faq.txt "how do I reset my password?"')
+    _add_common(p)
+    p.add_argument("texts", nargs="+", metavar="QUERY", help="queries")
+    p.add_argument("--corpus", required=True, help="text file: one document per non-empty line")
+    p.add_argument("-k", "--top-k", type=int, default=5, help="results per query")
+    p.add_argument("--cache", help=".npy file for the corpus embeddings (written if missing, reused if it fits)")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
+    p.set_defaults(func=run_search)
+
+    p = subparsers.add_parser(
+        "fill-mask", help="predict the [MASK] tokens of a sentence (masked-LM models)", formatter_class=fmt,
+        description="Show the most likely tokens for each mask token in the text (a model with a masked-LM head, "
+        "e.g. one from 'lmforge train bert' or an HF BertForMaskedLM folder).",
+        epilog='example: lmforge fill-mask --model runs/bert "The capital of France is [MASK]."')
+    _add_common(p)
+    p.add_argument("texts", nargs="+", metavar="TEXT", help="text(s) containing the mask token, e.g. [MASK]")
+    p.add_argument("-k", "--top-k", type=int, default=5, help="predictions per mask")
+    p.set_defaults(func=run_fill_mask)
+
+    ft = subparsers.add_parser("finetune", help="fine-tune a BERT: classify | tag | pair",
+                               description="Fine-tune a pre-trained BERT on labelled data and save it (HF layout).")
+    kinds = ft.add_subparsers(dest="finetune_kind", metavar="TASK")
+    helps = {"classify": "one label per text (CSV/TSV/JSONL columns, or fastText '__label__x text' lines)",
+             "tag": "one label per word, BIO tags (JSONL lists or space-separated CSV/TSV columns)",
+             "pair": "one label per text pair, e.g. paraphrase / entailment (CSV/TSV/JSONL)"}
+    for kind, help_text in helps.items():
+        k = kinds.add_parser(kind, help=help_text, formatter_class=fmt, epilog="example: " + FT_EXAMPLES[kind],
+                             description=f"Fine-tune for {kind}: {help_text}. Reports accuracy and F1"
+                             f"{' (per entity)' if kind == 'tag' else ''} on --eval; the model, metrics.json and "
+                             "loss.png go to --out; use it with 'lmforge predict --model OUT'.")
+        _add_common(k)
+        k.add_argument("--train", required=True, help="training data file")
+        k.add_argument("--eval", help="evaluation data file (same format)")
+        k.add_argument("--out", required=True, help="output folder for the fine-tuned model")
+        k.add_argument("--epochs", type=float, default=3.0, help="passes over the training data")
+        k.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (warm-up 10%%, cosine to 0)")
+        k.add_argument("--batch-size", type=int, default=16, help="examples per step")
+        k.add_argument("--max-length", type=int, default=128, help="tokens per input (longer inputs are cut)")
+        k.add_argument("--seed", type=int, default=0, help="random seed")
+        k.add_argument("--encoding", default="utf-8", help="encoding of the data files")
+        if kind == "tag":
+            k.add_argument("--tokens-column", default="tokens", help="column with the words")
+            k.add_argument("--tags-column", default="tags", help="column with one tag per word")
+        else:
+            k.add_argument("--text-column", default="text", help="column with the text")
+            k.add_argument("--label-column", default="label", help="column with the label")
+            if kind == "pair":
+                k.add_argument("--pair-column", default="text_pair", help="column with the second text")
+        k.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
+        k.set_defaults(func=run_finetune)
+    ft.set_defaults(func=lambda args: (ft.print_help(), 0)[1])
+
+    p = subparsers.add_parser(
+        "predict", help="labels from a fine-tuned BERT (classification or tagging)", formatter_class=fmt,
+        description="Print the predicted label and its probability for each text (classification), or each "
+        "word with its tag (tagging). --pair gives the second text of a sentence-pair model.",
+        epilog='example: lmforge predict --model runs/clf "what a wonderful film"')
+    _add_common(p)
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to label")
+    p.add_argument("--input", help="file with one text per line")
+    p.add_argument("--pair", action="append", help="second text for a pair model (once per TEXT)")
+    p.add_argument("--json", action="store_true", help="print JSON lines")
+    p.set_defaults(func=run_predict)
+
+
+def register_train_bert(kinds: argparse._SubParsersAction) -> None:
+    """Add ``lmforge train bert`` (called by ``lmforge train``'s module)."""
+    from lmforge.cli.train import TRAIN_OPTIONS, _add_options
+
+    p = kinds.add_parser(
+        "bert", help="pre-train a BERT with masked-language modelling",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Masked-LM pre-training: 15%% of tokens picked, 80%% -> [MASK], 10%% random, 10%% kept "
+        "(--whole-word: whole words). Without --tokenizer a WordPiece vocabulary is trained on the same text. "
+        "The run folder is an HF BertForMaskedLM folder (lmforge fill-mask / lmforge finetune / transformers "
+        "load it), with checkpoints/, metrics.jsonl and loss.png; the masked-token accuracy is printed at the end.",
+        epilog="example: lmforge train bert --text builtin --out runs/bert --preset bert-tiny --steps 300",
+    )
+    p.add_argument("--text", nargs="+", default=["builtin"], help="text files / folders / globs, or 'builtin'")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--preset", default="bert-tiny", help="bert-tiny | bert-mini | bert-base")
+    p.add_argument("--tokenizer", default=None, help="WordPiece vocab.txt / tokenizer.json / model folder")
+    p.add_argument("--vocab-size", type=int, default=8000, help="size of the trained WordPiece (no --tokenizer)")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per training sequence")
+    p.add_argument("--mask-prob", type=float, default=0.15, help="fraction of tokens to predict")
+    p.add_argument("--whole-word", action="store_true", help="mask whole words, not single word pieces")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
+    for name, kind, help_text in (("d_model", int, "model width"), ("n_layers", int, "encoder blocks"),
+                                  ("n_heads", int, "attention heads"), ("d_ff", int, "feed-forward width"),
+                                  ("dropout", float, "dropout probability")):
+        p.add_argument("--" + name.replace("_", "-"), dest="model_" + name, type=kind, default=None, help=help_text)
+    _add_options(p.add_argument_group("training"), TRAIN_OPTIONS)
+    p.set_defaults(func=run_train_bert)
+
+
+# ------------------------------------------------------------------------------------------------ handlers
+def _save_npy(path: str | Path, array) -> None:  # noqa: ANN001 - a numpy array
+    import numpy as np
+
+    from lmforge.fileio import atomic_open
+
+    with atomic_open(path, "wb") as f:  # np.save to a name would append ".npy" to the temp name
+        np.save(f, array)
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import lmforge
+    from lmforge.embed import cosine_similarity
+
+    _threads(args)
+    texts = _texts(args)
+    lm = lmforge.load(args.model)
+    vectors = lm.embed(texts, batch_size=args.batch_size)
+    if args.out:
+        out = Path(args.out)
+        _save_npy(out, vectors)
+        print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {out}")
+        return 0
+    for text, v in zip(texts, vectors, strict=True):
+        head = ", ".join(f"{x:+.4f}" for x in v[:6])
+        print(f"[{head}, ...] dim {len(v)}, norm {np.linalg.norm(v):.4f}  {text[:60]!r}")
+    if len(texts) > 1:
+        sims = cosine_similarity(vectors, vectors)
+        print("cosine similarity:")
+        for i, row in enumerate(sims):
+            print(f"  {i:>3}: " + " ".join(f"{x:6.3f}" for x in row))
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import lmforge
+    from lmforge.data.corpus import read_text_file
+    from lmforge.embed import search
+
+    _threads(args)
+    numbered = [(n, line) for n, line in enumerate(read_text_file(args.corpus).splitlines(), 1) if line.strip()]
+    corpus = [line for _, line in numbered]
+    if not corpus:
+        raise InputError(f"{args.corpus}: no non-empty lines to search")
+    lm = lmforge.load(args.model)
+    cached = None
+    if args.cache and Path(args.cache).is_file():
+        cached = np.load(args.cache)
+        if cached.shape[0] != len(corpus):
+            print(f"{args.cache}: made for {cached.shape[0]} lines, the corpus has {len(corpus)}: re-embedding",
+                  file=sys.stderr)
+            cached = None
+    if cached is None:
+        cached = lm.embed(corpus, batch_size=args.batch_size)
+        if args.cache:
+            _save_npy(args.cache, cached)
+    results = search(lm.model, lm.tokenizer, args.texts, corpus, k=args.top_k, batch_size=args.batch_size,
+                     config=lm.sentence_config, corpus_embeddings=cached)
+    for query, hits in zip(args.texts, results, strict=True):
+        print(f"query: {query}")
+        for rank, hit in enumerate(hits, 1):
+            print(f"  {rank}. {hit.score:.4f}  [line {numbered[hit.index][0]}] {hit.text}")
+    return 0
+
+
+def run_fill_mask(args: argparse.Namespace) -> int:
+    import torch
+
+    import lmforge
+    from lmforge.errors import ConfigError
+
+    _threads(args)
+    lm = lmforge.load(args.model)
+    if getattr(lm.model.config, "head", None) != "mlm":
+        raise ConfigError(f"{args.model}: this model has no masked-LM head (its architecture is "
+                          f"{lm.model.config.head!r}); use a BertForMaskedLM folder or one from 'lmforge train bert'")
+    tok = lm.tokenizer
+    mask_id = tok.mask_token_id
+    mask_text = tok.id_to_token(mask_id) if mask_id is not None else "[MASK]"
+    for text in args.texts:
+        ids = tok.encode(text)
+        positions = [i for i, t in enumerate(ids) if t == mask_id]
+        if not positions:
+            raise InputError(f"no {mask_text} in {text!r}: write {mask_text} where a word should be predicted")
+        ids = ids[: lm.model.config.max_positions]
+        with torch.inference_mode():
+            probs = lm.model(torch.tensor([ids])).softmax(-1)[0]  # (T, V)
+        print(text)
+        for n, pos in enumerate(positions, 1):
+            top = probs[pos].topk(args.top_k)
+            shown = ", ".join(f"{tok.id_to_token(int(i))} {float(p):.3f}" for p, i in zip(top.values, top.indices,
+                                                                                         strict=True))
+            print(f"  {mask_text} #{n}: {shown}")
+    return 0
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from lmforge.train.finetune import finetune
+
+    _threads(args)
+    kind = args.finetune_kind
+    if kind == "tag":
+        columns = {"tokens": args.tokens_column, "tags": args.tags_column}
+    else:
+        columns = {"text": args.text_column, "label": args.label_column}
+        if kind == "pair":
+            columns["text_pair"] = args.pair_column
+    result = finetune(args.model, args.train, kind, args.out, eval_path=args.eval, columns=columns,
+                      epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
+                      seed=args.seed, progress=not args.no_progress, encoding=args.encoding)
+    print(f"labels: {', '.join(result.labels)}")
+    print(f"final training loss {result.losses[-1]:.4f}")
+    if result.metrics:
+        print("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+    print(f"model: {result.out_dir}  (lmforge predict --model {result.out_dir} \"some text\")")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from lmforge.train.finetune import predict
+
+    _threads(args)
+    texts = _texts(args)
+    if args.pair is not None and len(args.pair) != len(texts):
+        raise InputError(f"--pair: give one per text ({len(texts)} texts, {len(args.pair)} --pair)")
+    for text, p in zip(texts, predict(args.model, texts, args.pair), strict=True):
+        if args.json:
+            print(json.dumps({"text": text, "label": p.label, "score": p.score, "tags": p.tags}, ensure_ascii=False))
+        elif p.tags is not None:
+            print(" ".join(f"{w}/{t}" for w, t in p.tags))
+        else:
+            print(f"{p.label}\t{p.score:.4f}\t{text}")
+    return 0
+
+
+def run_train_bert(args: argparse.Namespace) -> int:
+    from lmforge.cli.train import TRAIN_OPTIONS
+    from lmforge.train.mlm import pretrain_bert
+
+    _threads(args)
+    model = {k[len("model_"):]: v for k, v in vars(args).items() if k.startswith("model_") and v is not None}
+    train = {name: getattr(args, name) for name, _, _ in TRAIN_OPTIONS if getattr(args, name, None) is not None}
+    result, acc = pretrain_bert(args.text, args.out, args.tokenizer, args.preset, vocab_size=args.vocab_size,
+                                seq_len=args.seq_len, mask_prob=args.mask_prob, whole_word=args.whole_word,
+                                model_overrides=model, train_overrides=train, resume=args.resume,
+                                progress=not args.no_progress)
+    status = "interrupted at" if result.interrupted else "finished at"
+    val = f", validation loss {result.val_loss:.4f}" if result.val_loss is not None else ""
+    print(f"{status} step {result.step}{val}")
+    print(f"masked-token accuracy {acc.accuracy:.4f} (frequency baseline {acc.baseline:.4f}, "
+          f"{acc.predicted} predictions)")
+    print(f"run folder: {result.run_dir}  (lmforge fill-mask --model {result.run_dir} \"... [MASK] ...\")")
+    return 130 if result.interrupted else 0
