@@ -117,7 +117,8 @@ def _override_pattern(tok: Tokenizer, pattern: str, where: str) -> None:
 
 
 def _read_hf_configs(tok: Tokenizer, folder: Path) -> None:
-    """Roles and chat template from ``tokenizer_config.json`` / ``special_tokens_map.json`` beside the file."""
+    """Roles and chat template from ``tokenizer_config.json`` / ``special_tokens_map.json`` /
+    ``chat_template.jinja`` beside the file."""
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
         f = folder / name
         if not f.is_file():
@@ -135,6 +136,12 @@ def _read_hf_configs(tok: Tokenizer, folder: Path) -> None:
         elif isinstance(template, list):  # named templates: keep the default one
             named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
             tok.chat_template = named.get("default") or next(iter(named.values()), None)
+    jinja = folder / "chat_template.jinja"  # where transformers >= 4.50 saves it; it wins over the config's
+    if jinja.is_file():
+        try:
+            tok.chat_template = jinja.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise FormatError(f"{jinja}: cannot read as UTF-8 text ({e})") from None
 
 
 def _require(obj: dict, key: str, where: str, kind: type | tuple = object):

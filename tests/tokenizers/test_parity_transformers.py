@@ -112,3 +112,20 @@ def test_bert_folder_written_by_lmforge_loads_in_transformers(tmp_path):
     hf = BertTokenizerFast(vocab=str(tmp_path / "vocab.txt"))
     lines = list(iter_lines())[:500] + MIXED
     assert hf(lines)["input_ids"] == [tok.encode(t) for t in lines]
+
+
+def test_real_smollm2_tokenizer_json_matches_transformers(smollm2_gguf_path, tmp_path):
+    """A real 49,152-token Llama-family BPE (SmolLM2, converted from its GGUF file by transformers), written as
+    tokenizer.json + tokenizer_config.json: lmforge loads it with identical ids, specials and chat template."""
+    import json
+
+    reference = AutoTokenizer.from_pretrained(str(smollm2_gguf_path.parent), gguf_file=smollm2_gguf_path.name)
+    reference.save_pretrained(str(tmp_path))
+    ours = load_tokenizer(tmp_path)
+    assert ours.vocab_size == len(reference) and ours.chat_template == reference.chat_template
+    assert ours.eos_token == reference.eos_token
+    lines = list(iter_lines())[:3000] + MIXED + ["<|im_start|>user\nHi there!<|im_end|>\n", "x<|endoftext|>y"]
+    expected = reference(lines, add_special_tokens=True)["input_ids"]
+    assert [ours.encode(t) for t in lines] == expected
+    assert ours.encode_many(lines, add_special_tokens=True) == expected
+    assert json.loads((tmp_path / "tokenizer.json").read_text())["model"]["type"] == "BPE"
