@@ -120,7 +120,9 @@ def chat_prompt(tokenizer: Any, messages: Sequence[Mapping[str, Any]], *, add_ge
     template = getattr(tokenizer, "chat_template", None)
     if not template:
         raise ConfigError("chat template: the model's tokenizer has none (it is not an instruct/chat model?)")
-    return render_chat(
-        template, messages, add_generation_prompt=add_generation_prompt,
-        bos_token=getattr(tokenizer, "bos_token", None), eos_token=getattr(tokenizer, "eos_token", None), **extra,
-    )
+    # Like transformers, every special-token role the tokenizer has is a template variable (bos_token, ...).
+    for role in ("bos", "eos", "unk", "pad"):
+        token = getattr(tokenizer, f"{role}_token", None)
+        if token is not None:
+            extra.setdefault(f"{role}_token", token)
+    return render_chat(template, messages, add_generation_prompt=add_generation_prompt, **extra)

@@ -17,6 +17,7 @@ safetensors keyed by the file's content hash (see :mod:`lmforge.io.cache`), so a
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -33,9 +34,10 @@ if TYPE_CHECKING:
 GGUF_MAGIC = b"GGUF"
 
 # Bump when the name table or the permutation changes: cached weights made by older code are then ignored.
-CONVERSION_VERSION = "1"
+CONVERSION_VERSION = "2"
 
 SUPPORTED_ARCHITECTURES = ("llama",)
+_INFO_KEY = "lmforge.gguf_info"  # cache-entry metadata: config, tokenizer and generation ids as JSON
 
 # GGUF metadata key (after the "<arch>." prefix) → GPTConfig field. Keys marked required must be present.
 CONFIG_KEYS: dict[str, tuple[str, bool]] = {
@@ -306,18 +308,23 @@ def gguf_tokenizer_spec(gf: GGUFFile) -> dict[str, Any]:
     }
 
 
-def gguf_tokenizer(gf: GGUFFile) -> Any:
-    """The file's tokenizer as an lmforge ``Tokenizer``, with its ``chat_template`` attached."""
+def tokenizer_from_spec(spec: dict[str, Any]) -> Any:
+    """An lmforge ``Tokenizer`` (with its ``chat_template``) from :func:`gguf_tokenizer_spec`'s dict."""
     from lmforge.tokenizers import Tokenizer
 
-    spec = gguf_tokenizer_spec(gf)
     tokenizer = Tokenizer.from_byte_level_bpe(
-        spec["vocab"], spec["merges"], pattern=spec["pattern"], individual_digits=spec["individual_digits"],
-        special_tokens=spec["special_tokens"], bos_token=spec["bos_token"], eos_token=spec["eos_token"],
-        pad_token=spec["pad_token"], add_bos=spec["add_bos"], add_eos=spec["add_eos"],
+        spec["vocab"], [tuple(m) for m in spec["merges"]], pattern=spec["pattern"],
+        individual_digits=spec["individual_digits"], special_tokens=spec["special_tokens"],
+        bos_token=spec["bos_token"], eos_token=spec["eos_token"], pad_token=spec["pad_token"],
+        add_bos=spec["add_bos"], add_eos=spec["add_eos"],
     )
     tokenizer.chat_template = spec["chat_template"]
     return tokenizer
+
+
+def gguf_tokenizer(gf: GGUFFile) -> Any:
+    """The file's tokenizer as an lmforge ``Tokenizer``, with its ``chat_template`` attached."""
+    return tokenizer_from_spec(gguf_tokenizer_spec(gf))
 
 
 def _generation_config(gf: GGUFFile) -> dict[str, Any]:
@@ -333,27 +340,43 @@ def _generation_config(gf: GGUFFile) -> dict[str, Any]:
     return out
 
 
+def convert_gguf(path: str | os.PathLike, dtype: torch.dtype | None = None
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Everything lmforge needs from a GGUF file: ``(state dict, {"config": GPTConfig kwargs, "tokenizer":
+    tokenizer spec, "generation": bos/eos/pad ids})``. Config and tokenizer are checked before the (slow)
+    dequantization, so a bad file fails fast."""
+    gf = open_gguf(path)
+    info = {
+        "config": gguf_config_kwargs(gf), "tokenizer": gguf_tokenizer_spec(gf), "generation": _generation_config(gf),
+    }
+    return gguf_state_dict(gf, info["config"], dtype), info
+
+
 def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, cache: bool = True, **_: Any) -> Any:
     """``lmforge.load`` for a ``.gguf`` file → :class:`~lmforge.io.bundle.LM` with model, tokenizer (and its chat
     template) and generation ids, all from the one file.
 
-    The dequantized float32 weights are cached (see :mod:`lmforge.io.cache`; ``cache=False`` skips it), keyed by
-    the file's SHA-256, so the second load of the same file skips dequantization.
+    The result of :func:`convert_gguf` is cached (see :mod:`lmforge.io.cache`; ``cache=False`` skips it), keyed by
+    the file's SHA-256: a second load of the same bytes reads one safetensors file and never parses the GGUF.
     """
     from lmforge.io.bundle import LM
-    from lmforge.io.cache import cached_tensors, file_sha256
+    from lmforge.io.cache import cached, file_sha256
     from lmforge.models.gpt import GPT, GPTConfig
 
-    gf = open_gguf(path)
-    kwargs = gguf_config_kwargs(gf)
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"{path}: no such GGUF file")
+
+    def make() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        state, info = convert_gguf(path)
+        return state, {_INFO_KEY: json.dumps(info), "source": path.name}
+
+    state, metadata = cached(f"{file_sha256(path)}-v{CONVERSION_VERSION}", make, kind="gguf", use_cache=cache)
+    info = json.loads(metadata[_INFO_KEY])
     try:
-        config = GPTConfig(**kwargs)
+        config = GPTConfig(**info["config"])
     except ConfigError as e:
-        raise ConfigError(f"{gf.path}: {e}") from None
-    tokenizer = gguf_tokenizer(gf)  # before the weights: a bad tokenizer fails fast
-    key = f"{file_sha256(gf.path)}-v{CONVERSION_VERSION}"
-    state = cached_tensors(key, lambda: gguf_state_dict(gf, kwargs), use_cache=cache,
-                           metadata={"source": gf.path.name, "conversion": CONVERSION_VERSION})
-    model = GPT.from_state_dict(config, state, str(gf.path), dtype=dtype).eval()
-    return LM(model=model, tokenizer=tokenizer, config=config, generation_config=_generation_config(gf),
-              path=gf.path)
+        raise ConfigError(f"{path}: {e}") from None
+    model = GPT.from_state_dict(config, state, str(path), dtype=dtype).eval()
+    return LM(model=model, tokenizer=tokenizer_from_spec(info["tokenizer"]), config=config,
+              generation_config=info["generation"], path=path)

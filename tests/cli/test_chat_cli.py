@@ -29,21 +29,28 @@ def test_scripted_multi_turn_chat_with_reset(smollm2_gguf_path, tmp_path):
     question, follow_up = "What is the capital of France?", "And of Germany?"
     script = f"{question}\n/reset\n\n{question}\n{follow_up}\n/exit\nnever read\n"
     result = _run_chat(
-        ["--model", str(smollm2_gguf_path), "--temperature", "0", "--max-new-tokens", "8", "--threads", "2"],
+        ["--model", str(smollm2_gguf_path), "--temperature", "0", "--max-new-tokens", "8", "--threads", "1"],
         script, {cache.CACHE_ENV: str(cache_root)},
     )
     assert result.returncode == 0, result.stderr
 
     # The oracle: the same conversation through the Python API (the CLI's entry from the cache it just wrote).
+    import torch
+
+    threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(cache.CACHE_ENV, str(cache_root))
-        lm = lmforge.load(smollm2_gguf_path)
-    first = lm.chat([{"role": "user", "content": question}], **options)
-    second = lm.chat(
-        [{"role": "user", "content": question}, {"role": "assistant", "content": first.strip()},
-         {"role": "user", "content": follow_up}],
-        **options,
-    )
+        torch.set_num_threads(1)  # as the CLI ran: CI runs two test processes on two cores
+        try:
+            lm = lmforge.load(smollm2_gguf_path)
+            first = lm.chat([{"role": "user", "content": question}], **options)
+            second = lm.chat(
+                [{"role": "user", "content": question}, {"role": "assistant", "content": first.strip()},
+                 {"role": "user", "content": follow_up}],
+                **options,
+            )
+        finally:
+            torch.set_num_threads(threads)
     # After /reset the first question gets the first answer again: the history really was forgotten; the blank
     # line is ignored; nothing after /exit is read.
     assert result.stdout == f"{first}\n(conversation reset)\n{first}\n{second}\n"

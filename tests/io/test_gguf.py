@@ -148,7 +148,7 @@ class _Maker:
 
     def __call__(self):
         self.calls += 1
-        return _tensors()
+        return _tensors(), {"note": "made by the test", "n": str(self.calls)}
 
 
 def _assert_same(a, b):
@@ -160,32 +160,36 @@ def _assert_same(a, b):
 def test_cache_round_trip_under_env_dir(tmp_path, monkeypatch):
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "c"))
     make = _Maker()
-    first = cache.cached_tensors("k1", make)
-    second = cache.cached_tensors("k1", make)
+    first, first_meta = cache.cached("k1", make)
+    second, second_meta = cache.cached("k1", make)
     assert make.calls == 1
     _assert_same(first, second)
+    assert first_meta == second_meta == {"note": "made by the test", "n": "1"}
     assert cache.entry_path("k1").parent.parent == tmp_path / "c"
     assert cache.entry_path("k1").is_file()
     assert [p.name for p in cache.entry_path("k1").parent.iterdir()] == ["k1.safetensors"]  # no temp left behind
 
 
-@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "empty"])
+@pytest.mark.parametrize("damage", ["flip_byte", "edit_metadata", "truncate", "empty"])
 def test_damaged_cache_entry_is_made_again(tmp_path, monkeypatch, damage):
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path))
     make = _Maker()
-    cache.cached_tensors("k", make)
+    cache.cached("k", make)
     path = cache.entry_path("k")
     data = bytearray(path.read_bytes())
     if damage == "flip_byte":
         data[-10] ^= 0xFF  # inside the tensor bytes: the header still parses, only the checksum can tell
+    elif damage == "edit_metadata":  # same length, so the header still parses: only the checksum can tell
+        at = bytes(data).index(b"made by the test")
+        data[at : at + 4] = b"MADE"
     elif damage == "truncate":
         data = data[: len(data) // 2]
     else:
         data = bytearray()
     path.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match="making it again"):
-        again = cache.cached_tensors("k", make)
-    assert make.calls == 2
+        again, meta = cache.cached("k", make)
+    assert make.calls == 2 and meta["n"] == "2"
     _assert_same(again, _tensors())
     assert cache.read_entry(path) is not None  # the entry on disk is whole again
 

@@ -31,13 +31,22 @@ CONVERSATION = [
 ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # One thread per process: CI runs two test processes on two cores, and torch's 2-thread kernels slow down
+    # ~10x when their threads compete with another process for the cores.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
-def hf_smollm2(smollm2_gguf_path):
+def hf_smollm2(smollm2_gguf_path, one_thread):
     """transformers' tokenizer and model from the same GGUF (~20-40 s, ~1 GB): loaded once for the module."""
     import transformers.modeling_utils
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch.set_num_threads(2)
     if importlib.util.find_spec("accelerate") is None:
         # transformers refuses gguf_file= without `accelerate`, but its GGUF path on a CPU never calls it: lift
         # the availability check only (the conversion and the model are transformers' own).
@@ -54,7 +63,7 @@ def cache_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lm(smollm2_gguf_path, cache_root):
+def lm(smollm2_gguf_path, cache_root, one_thread):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(cache.CACHE_ENV, str(cache_root))
         return lmforge.load(smollm2_gguf_path)
