@@ -40,15 +40,6 @@ def sigmoid_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True, inline="always")
-def _interpolate(table, x):
-    """``table`` at ``x`` in [-MAX_EXP, MAX_EXP], linearly interpolated."""
-    position = (x + MAX_EXP) * (TABLE_SIZE / (2.0 * MAX_EXP))
-    i = min(np.int64(position), TABLE_SIZE - 1)
-    frac = position - i
-    return table[i] + frac * (table[i + 1] - table[i])
-
-
-@njit(cache=True, inline="always")
 def _next_state(state):
     return state * LCG_MULTIPLIER + LCG_INCREMENT
 
@@ -128,18 +119,20 @@ def _negative_sampling(inputs, in_row, syn1neg, target_word, work, alpha, negati
         score = np.float32(0.0)
         for k in range(dim):
             score += inputs[in_row, k] * syn1neg[target, k]
-        if score >= MAX_EXP:
-            prob = 1.0
-        elif score <= -MAX_EXP:
-            prob = 0.0
+        if -MAX_EXP < score < MAX_EXP:
+            position = (score + MAX_EXP) * (TABLE_SIZE / (2.0 * MAX_EXP))
+            i = min(np.int64(position), TABLE_SIZE - 1)
+            frac = position - i
+            prob = sigmoid_table[i] + frac * (sigmoid_table[i + 1] - sigmoid_table[i])
+            if compute_loss:
+                # -log σ(s) for the true word; for noise -log σ(-s) = -log σ(s) + s (same table entry)
+                loss += neg_log_sigmoid_table[i] + frac * (neg_log_sigmoid_table[i + 1] - neg_log_sigmoid_table[i])
+                if d > 0:
+                    loss += score
         else:
-            prob = _interpolate(sigmoid_table, score)
-        if compute_loss:
-            # -log σ(s) for the true word, -log σ(-s) for noise; outside the table: -log σ(x) ≈ max(-x, 0)
-            signed = score if d == 0 else -score
-            if -MAX_EXP < signed < MAX_EXP:
-                loss += _interpolate(neg_log_sigmoid_table, signed)
-            else:
+            prob = 1.0 if score > 0 else 0.0
+            if compute_loss:
+                signed = score if d == 0 else -score
                 loss += math.log1p(math.exp(-abs(signed))) + max(-signed, 0.0)
         g = np.float32((label - prob) * alpha)
         # two loops, not one: each vectorizes cleanly without run-time aliasing checks between the three rows
