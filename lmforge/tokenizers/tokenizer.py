@@ -79,23 +79,8 @@ class Tokenizer:
         self.decoder = decoder
         self.chat_template = chat_template
         self.hf_extra = dict(hf_extra or {})  # e.g. tokenizer.json's truncation/padding: kept, never applied
-        self.added_tokens = sorted(added_tokens, key=lambda t: t.id)
-        top = max([len(id_to_token) - 1, *(t.id for t in self.added_tokens)], default=-1)
-        self._id_to_token: list[str | None] = list(id_to_token) + [None] * (top + 1 - len(id_to_token))
-        for t in self.added_tokens:
-            self._id_to_token[t.id] = t.content
-        self._token_to_id = {tok: i for i, tok in enumerate(self._id_to_token) if tok is not None}
-        for t in self.added_tokens:
-            self._token_to_id[t.content] = t.id
-        self._added_by_id = {t.id: t for t in self.added_tokens}
-        self._raw_matcher = AddedTokenMatcher([t for t in self.added_tokens if not t.normalized])
-        norm_added = [t for t in self.added_tokens if t.normalized]
-        self._norm_matcher = None
-        if norm_added and normalizer is not None:  # HF normalizes these tokens' contents too before matching
-            self._norm_matcher = AddedTokenMatcher([dataclasses.replace(t, content=normalizer(t.content, None)[0])
-                                                    for t in norm_added])
-        if norm_added and normalizer is None:  # with no normalizer, "normalized" tokens match in raw text too
-            self._raw_matcher = AddedTokenMatcher(self.added_tokens)
+        self._id_to_token: list[str | None] = list(id_to_token)
+        self._set_added_tokens(added_tokens)
         self._roles: dict[str, int] = {}
         for role, tok in (roles or {}).items():
             if tok is not None and tok in self._token_to_id:
@@ -105,6 +90,26 @@ class Tokenizer:
         self._byte_level = kind == "bpe"
         self._cache = _PieceCache(self._encode_piece)
         self._trim_offsets = bool(post_processor and post_processor.trim_offsets)
+
+    def _set_added_tokens(self, added_tokens: Iterable[AddedToken]) -> None:
+        """Install the added tokens: their ids in the vocabulary and the matchers that find them in text."""
+        self.added_tokens = sorted(added_tokens, key=lambda t: t.id)
+        top = max([len(self._id_to_token) - 1, *(t.id for t in self.added_tokens)], default=-1)
+        self._id_to_token.extend([None] * (top + 1 - len(self._id_to_token)))
+        for t in self.added_tokens:
+            self._id_to_token[t.id] = t.content
+        self._token_to_id = {tok: i for i, tok in enumerate(self._id_to_token) if tok is not None}
+        for t in self.added_tokens:
+            self._token_to_id[t.content] = t.id
+        self._added_by_id = {t.id: t for t in self.added_tokens}
+        self._raw_matcher = AddedTokenMatcher([t for t in self.added_tokens if not t.normalized])
+        norm_added = [t for t in self.added_tokens if t.normalized]
+        self._norm_matcher = None
+        if norm_added and self.normalizer is not None:  # HF normalizes these tokens' contents before matching
+            self._norm_matcher = AddedTokenMatcher([
+                dataclasses.replace(t, content=self.normalizer(t.content, None)[0]) for t in norm_added])
+        if norm_added and self.normalizer is None:  # with no normalizer, "normalized" tokens match in raw text
+            self._raw_matcher = AddedTokenMatcher(self.added_tokens)
 
     # --------------------------------------------------------------------------------------- constructors
     @classmethod
@@ -127,6 +132,7 @@ class Tokenizer:
         ``special_tokens`` (content → id) are matched whole in raw text; they may already be in ``vocab``.
         ``individual_digits`` splits every digit apart first (SmolLM2, Llama-style ``Digits`` pre-step).
 
+        >>> from lmforge.tokenizers.bpe import bytes_to_token_string
         >>> tok = Tokenizer.from_byte_level_bpe({**{bytes_to_token_string(bytes([b])): b for b in range(256)},
         ...                                      "hi": 256}, [("h", "i")])
         >>> tok.encode("hi!")
@@ -242,24 +248,27 @@ class Tokenizer:
         return {t.content: t.id for t in self.added_tokens if t.special}
 
     def add_special_tokens(self, tokens: Iterable[str]) -> list[int]:
-        """Register special tokens (new ones get the next free ids); returns their ids."""
+        """Register special tokens (matched whole, never split); new ones get the next free ids. Returns the ids.
+
+        >>> from lmforge.tokenizers.bpe import bytes_to_token_string
+        >>> tok = Tokenizer.from_byte_level_bpe({bytes_to_token_string(bytes([b])): b for b in range(256)}, [])
+        >>> tok.add_special_tokens(["<eos>"]), tok.encode("a<eos>")
+        ([256], [97, 256])
+        """
+        added = list(self.added_tokens)
         ids = []
-        new = list(self.added_tokens)
         for t in tokens:
-            if t in self._token_to_id:
-                i = self._token_to_id[t]
-                if i not in self._added_by_id:
-                    new.append(AddedToken(t, i))
-            else:
-                i = len(self._id_to_token) + sum(1 for a in new if a.id >= len(self._id_to_token))
-                new.append(AddedToken(t, i))
+            i = self._token_to_id.get(t)
+            if i is None:
+                i = len(self._id_to_token)
+                self._id_to_token.append(t)
+                self._token_to_id[t] = i
+            if i not in self._added_by_id:
+                added.append(AddedToken(t, i))
+                self._added_by_id[i] = added[-1]
             ids.append(i)
-        state = self.__dict__.copy()
-        roles = {r: self._id_to_token[i] for r, i in self._roles.items()}
-        self.__init__(kind=self.kind, model=self.model, id_to_token=self._id_to_token,
-                      pre_tokenizer=self.pre_tokenizer, normalizer=self.normalizer,
-                      post_processor=self.post_processor, decoder=self.decoder, added_tokens=new, roles=roles,
-                      chat_template=self.chat_template, hf_extra=state["hf_extra"])
+        self._set_added_tokens(added)
+        self._cache.clear()
         return ids
 
     def _role_id(self, role: str) -> int | None:
@@ -494,6 +503,7 @@ class Tokenizer:
         """How each word of ``text`` was split: one record per pre-token, with its pieces, ids, and (BPE) the
         merges applied in order or (WordPiece) the longest-match steps.
 
+        >>> from lmforge.tokenizers.bpe import bytes_to_token_string
         >>> tok = Tokenizer.from_byte_level_bpe({**{bytes_to_token_string(bytes([b])): b for b in range(256)},
         ...                                      "hi": 256}, [("h", "i")])
         >>> tok.explain("hi")[0]["merges"]
@@ -610,7 +620,7 @@ def _trim(token: str, s: int, e: int, is_first: bool, prefix_space: bool) -> tup
     """ByteLevel ``trim_offsets``, as HF: drop the spaces (``Ġ``) a token starts or ends with from its span.
 
     >>> _trim("Ġthe", 3, 7, False, False), _trim("Ġ", 0, 1, True, False)
-    ((4, 7), (0, 0))
+    ((4, 7), (1, 1))
     """
     lead = len(token) - len(token.lstrip("Ġ \t\n\r\x0b\x0c"))
     trail = len(token) - len(token.rstrip("Ġ \t\n\r\x0b\x0c"))
