@@ -45,8 +45,12 @@ def build_adamw(model: nn.Module, lr: float, weight_decay: float, betas: tuple[f
     """``torch.optim.AdamW`` (decoupled decay) with decay only on the matrices (:func:`decay_groups`)."""
     decay, no_decay = decay_groups(model)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # foreach=True: one fused multi-tensor update instead of a Python loop over parameters.
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, foreach=True)
+    # The fused kernel updates each weight in one pass over (weight, grad, two moments) instead of ~10
+    # multi-tensor passes: ~4x faster on CPU, and the optimizer is memory-bound. Sharded (DTensor) weights
+    # under FSDP2 take the multi-tensor path.
+    plain = all(type(p) is torch.nn.Parameter and p.device.type in ("cpu", "cuda") for p in decay + no_decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, **({"fused": True} if plain else
+                                                                      {"foreach": True}))
 
 
 def lr_at(step: int, max_lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:
