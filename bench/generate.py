@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Python puts this script's folder first on sys.path, where bench/tokenizers.py would shadow HF `tokenizers`.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import torch  # noqa: E402
 

@@ -110,13 +110,11 @@ class Attention(nn.Module):
             s = context.shape[1]
             k, v = self.kv(context).view(b, s, 2, hkv, d).permute(2, 0, 3, 1, 4)  # each (B, H_kv, S, D)
         else:
-            qkv = self.qkv(x)  # (B, T, (H + 2 H_kv) D)
-            q, k, v = qkv.split((h * d, hkv * d, hkv * d), dim=-1)
-            q = q.view(b, t, h, d).transpose(1, 2)  # (B, H, T, D)
-            k = k.view(b, t, hkv, d).transpose(1, 2)  # (B, H_kv, T, D)
-            v = v.view(b, t, hkv, d).transpose(1, 2)
-            if rope is not None:
-                q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+            heads = self.qkv(x).view(b, t, h + 2 * hkv, d).transpose(1, 2)  # (B, H + 2 H_kv, T, D)
+            qk = heads[:, : h + hkv]
+            if rope is not None:  # queries and keys rotated in one pass: fewer ops per decoding step
+                qk = apply_rotary(qk, *rope)
+            q, k, v = qk[:, :h], qk[:, h:], heads[:, h + hkv :]  # (B, H, T, D), (B, H_kv, T, D) x2
             if kv_cache is not None:
                 k, v = kv_cache.update(self.layer_idx, k, v)  # (B, H_kv, S, D), S = cached + T
         dropout_p = self.dropout if self.training else 0.0
