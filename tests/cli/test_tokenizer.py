@@ -85,3 +85,15 @@ def test_malformed_tokenizer_file_via_cli(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "not valid JSON" in proc.stderr and str(bad) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_show_colours_spans_on_a_terminal(trained, capsys, monkeypatch):
+    import sys as _sys
+
+    monkeypatch.setattr(_sys.stdout, "isatty", lambda: True, raising=False)
+    assert main(["tokenizer", "show", "naïve 😀 tokens", "-t", str(trained)]) == 0
+    import re
+
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert first_line.count("\x1b[48;5;") >= 3  # one background colour per token span
+    assert re.sub(r"\x1b\[[0-9;]*m", "", first_line) == "naïve 😀 tokens"  # the spans tile the text
