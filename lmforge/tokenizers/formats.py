@@ -130,6 +130,8 @@ def _read_hf_configs(tok: Tokenizer, folder: Path) -> None:
             value = special_tokens_by_role({key: cfg.get(key)}).get(key)
             if value is not None and tok.token_to_id(value) is not None:
                 tok._set_role(role, value, by_id=False)
+        if isinstance(cfg.get("split_special_tokens"), bool):
+            tok.split_special_tokens = cfg["split_special_tokens"]
         template = cfg.get("chat_template")
         if isinstance(template, str):
             tok.chat_template = template
@@ -330,7 +332,8 @@ def load_bert_vocab(path: Path) -> Tokenizer:
 def load_tiktoken(path: Path, *, pattern: str | None = None,
                   special_tokens: dict[str, int] | None = None) -> Tokenizer:
     """tiktoken's rank file: one ``base64(token bytes) rank`` per line. Merging follows tiktoken's rule (two
-    tokens merge when their concatenation is a token, lowest rank first), so ids equal ``encode_ordinary``."""
+    tokens merge when their concatenation is a token, lowest rank first), and special tokens written in the text
+    stay text (``split_special_tokens``), so ids equal ``encode_ordinary``."""
     token_bytes: dict[int, bytes] = {}
     try:
         lines = path.read_bytes().splitlines()
@@ -363,7 +366,7 @@ def load_tiktoken(path: Path, *, pattern: str | None = None,
                      pre_tokenizer=ByteLevel(add_prefix_space=False, pattern=pattern or GPT2_PATTERN),
                      decoder={"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
                               "use_regex": True},
-                     added_tokens=added, roles={"bos": eot, "eos": eot})
+                     added_tokens=added, roles={"bos": eot, "eos": eot}, split_special_tokens=True)
 
 
 def _model_merges(tok: Tokenizer) -> list[tuple[int, int]]:
@@ -390,7 +393,8 @@ def tokenizer_to_lmforge_json(tok: Tokenizer) -> dict:
     return {"format": LMFORGE_FORMAT, "version": 1, "kind": tok.kind, "model": model,
             "normalizer": hf["normalizer"], "pre_tokenizer": hf["pre_tokenizer"],
             "post_processor": hf["post_processor"], "decoder": hf["decoder"], "added_tokens": hf["added_tokens"],
-            "roles": tok.roles(), "chat_template": tok.chat_template, "hf_extra": tok.hf_extra}
+            "roles": tok.roles(), "chat_template": tok.chat_template, "hf_extra": tok.hf_extra,
+            "split_special_tokens": tok.split_special_tokens}
 
 
 def _from_lmforge_json(obj: dict, where: str) -> Tokenizer:
@@ -425,6 +429,8 @@ def _from_lmforge_json(obj: dict, where: str) -> Tokenizer:
             tok._set_role(role, t, by_id=False)
     tok.chat_template = obj.get("chat_template")
     tok.hf_extra = dict(obj.get("hf_extra") or {})
+    if obj.get("split_special_tokens"):
+        tok.split_special_tokens = True
     return tok
 
 
@@ -464,6 +470,8 @@ def _hf_config(tok: Tokenizer) -> dict:
                    tokenize_chinese_chars=n.handle_chinese_chars)
     if tok.chat_template is not None:
         cfg["chat_template"] = tok.chat_template
+    if tok.split_special_tokens:
+        cfg["split_special_tokens"] = True
     cfg["added_tokens_decoder"] = {str(t.id): {k: v for k, v in t.to_hf().items() if k != "id"}
                                    for t in tok.added_tokens}
     return cfg

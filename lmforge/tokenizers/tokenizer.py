@@ -68,6 +68,7 @@ class Tokenizer:
         roles: dict[str, str] | None = None,
         chat_template: str | None = None,
         hf_extra: dict | None = None,
+        split_special_tokens: bool = False,
     ):
         if kind not in ("bpe", "wordpiece"):
             raise ConfigError(f"kind: expected 'bpe' or 'wordpiece', got {kind!r}")
@@ -80,6 +81,7 @@ class Tokenizer:
         self.chat_template = chat_template
         self.hf_extra = dict(hf_extra or {})  # e.g. tokenizer.json's truncation/padding: kept, never applied
         self._id_to_token: list[str | None] = list(id_to_token)
+        self._split_special_tokens = split_special_tokens
         self._set_added_tokens(added_tokens)
         self._roles: dict[str, int] = {}
         for role, tok in (roles or {}).items():
@@ -102,14 +104,29 @@ class Tokenizer:
         for t in self.added_tokens:
             self._token_to_id[t.content] = t.id
         self._added_by_id = {t.id: t for t in self.added_tokens}
-        self._raw_matcher = AddedTokenMatcher([t for t in self.added_tokens if not t.normalized])
-        norm_added = [t for t in self.added_tokens if t.normalized]
+        # with split_special_tokens, special tokens written in the text are ordinary text (tiktoken's
+        # encode_ordinary, transformers' split_special_tokens); they still exist as ids
+        matched = [t for t in self.added_tokens if not (self._split_special_tokens and t.special)]
+        self._raw_matcher = AddedTokenMatcher([t for t in matched if not t.normalized])
+        norm_added = [t for t in matched if t.normalized]
         self._norm_matcher = None
         if norm_added and self.normalizer is not None:  # HF normalizes these tokens' contents before matching
             self._norm_matcher = AddedTokenMatcher([
                 dataclasses.replace(t, content=self.normalizer(t.content, None)[0]) for t in norm_added])
         if norm_added and self.normalizer is None:  # with no normalizer, "normalized" tokens match in raw text
-            self._raw_matcher = AddedTokenMatcher(self.added_tokens)
+            self._raw_matcher = AddedTokenMatcher(matched)
+
+    @property
+    def split_special_tokens(self) -> bool:
+        """False (default, as HF): special tokens written in the text, e.g. ``<|endoftext|>``, become their id.
+        True: they are tokenized as ordinary text (tiktoken's ``encode_ordinary``; the default for ``.tiktoken``)."""
+        return self._split_special_tokens
+
+    @split_special_tokens.setter
+    def split_special_tokens(self, value: bool) -> None:
+        self._split_special_tokens = bool(value)
+        self._set_added_tokens(self.added_tokens)
+        self._cache.clear()
 
     # --------------------------------------------------------------------------------------- constructors
     @classmethod
@@ -376,7 +393,8 @@ class Tokenizer:
     def encode(self, text: str, pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
         """Token ids of ``text`` (and ``pair``), with the post-processor's special tokens when asked.
 
-        Special tokens written in the text (e.g. ``<|endoftext|>``) are matched whole, as HF does.
+        Special tokens written in the text (e.g. ``<|endoftext|>``) are matched whole, as HF does, unless
+        ``split_special_tokens`` is set.
         """
         a = self._encode_ids(text)
         b = self._encode_ids(pair) if pair is not None else None

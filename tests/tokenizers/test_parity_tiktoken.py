@@ -56,9 +56,18 @@ def test_same_ids_as_tiktoken_on_generated_unicode(gpt2, reference, text):
     assert gpt2.decode(ids) == text
 
 
-def test_special_token_in_text_matches_tiktoken_allowed_special(gpt2, reference):
+def test_special_token_written_in_text(gpt2_tiktoken_path, reference, tmp_path):
     text = "one<|endoftext|>two"
-    assert gpt2.encode(text) == reference.encode(text, allowed_special="all")
+    gpt2 = load_tokenizer(gpt2_tiktoken_path)
+    assert gpt2.split_special_tokens  # .tiktoken: text stays text, as encode_ordinary
+    assert gpt2.encode(text) == gpt2.encode_many([text])[0] == reference.encode_ordinary(text)
+    gpt2.save(tmp_path / "lm.json")
+    gpt2.save(tmp_path / "hf", format="hf")
+    for again in (load_tokenizer(tmp_path / "lm.json"), load_tokenizer(tmp_path / "hf")):
+        assert again.encode(text) == reference.encode_ordinary(text)
+    gpt2.split_special_tokens = False  # HF's default: the special token is matched whole
+    assert gpt2.encode(text) == gpt2.encode_many([text])[0] == reference.encode(text, allowed_special="all")
+    assert gpt2.decode(gpt2.encode(text), skip_special_tokens=True) == "onetwo"
 
 
 def test_cl100k_pattern_with_gpt2_ranks_matches_tiktoken(gpt2_tiktoken_path, ranks):
