@@ -394,13 +394,21 @@ class Tokenizer:
         """Token ids of ``text`` (and ``pair``), with the post-processor's special tokens when asked.
 
         Special tokens written in the text (e.g. ``<|endoftext|>``) are matched whole, as HF does, unless
-        ``split_special_tokens`` is set.
+        ``split_special_tokens`` is set. Long texts (≥ 100k chars) take ``encode_many``'s compiled path; short
+        ones the readable reference (``_encode_ids``), which gives the same ids.
         """
-        a = self._encode_ids(text)
-        b = self._encode_ids(pair) if pair is not None else None
+        a = self._encode_long(text)
+        b = self._encode_long(pair) if pair is not None else None
         if add_special_tokens and self.post_processor is not None:
             return self.post_processor.apply(a, b, lambda tok, i: i)[0]
         return a + (b or [])
+
+    def _encode_long(self, text: str) -> list[int]:
+        if isinstance(text, str) and len(text) >= 100_000 and self._byte_level:
+            from lmforge.tokenizers.fast import encode_document
+
+            return encode_document(self, text)
+        return self._encode_ids(text)
 
     def encode_many(self, texts: Iterable[str], *, add_special_tokens: bool = False,
                     num_workers: int | None = None) -> list[list[int]]:

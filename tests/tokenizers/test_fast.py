@@ -84,6 +84,8 @@ def test_bulk_encoding_equals_reference_on_corpus(gpt2_style):
     assert [encode_document(gpt2_style, t) for t in lines] == [gpt2_style._encode_ids(t) for t in lines]
     docs = builtin_documents()
     assert gpt2_style.encode_many(docs) == [gpt2_style._encode_ids(d) for d in docs]
+    whole = "<|endoftext|>".join(docs)  # long: encode() itself takes the compiled path
+    assert len(whole) > 100_000 and gpt2_style.encode(whole) == gpt2_style._encode_ids(whole)
 
 
 @pytest.fixture(scope="module")
