@@ -83,8 +83,8 @@ def run_demo(args: argparse.Namespace) -> int:
     train_overrides = {"steps": args.steps} if args.steps else {}
     model_fields, train_config = resolve_preset(args.preset, None, train_overrides)
     if args.steps:  # short demos: keep evaluating and checkpointing at a sensible cadence
-        train_config.eval_every = max(1, min(train_config.eval_every, args.steps // 4 or 1))
-        train_config.checkpoint_every = max(1, min(train_config.checkpoint_every, args.steps // 2 or 1))
+        train_config.eval_every = max(1, min(train_config.eval_every, args.steps // 2))
+        train_config.checkpoint_every = max(1, min(train_config.checkpoint_every, args.steps // 2))
         train_config.warmup_steps = min(train_config.warmup_steps, max(1, args.steps // 10))
     config = build_gpt_config(data, model_fields)
     n_params = sum(p.numel() for p in GPT(config).parameters())

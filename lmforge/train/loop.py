@@ -377,8 +377,13 @@ def train(
 
     start_step = 0
     checkpoints_dir = run_dir / "checkpoints"
+    existing = ckpt.latest_checkpoint(checkpoints_dir)
+    if existing is not None and not resume:
+        # A fresh run mixed into an old one's checkpoints would be pruned against them and resumed from them.
+        raise ConfigError(f"{run_dir}: already holds a run ({existing.name}); resume it (--resume) or train "
+                          f"into another folder")
     if resume:
-        latest = ckpt.latest_checkpoint(checkpoints_dir)
+        latest = existing
         if latest is not None:
             state = ckpt.load_checkpoint(latest, raw_model, optimizer, expected_model_config=model_config,
                                          dist_ctx=dist_ctx)

@@ -165,3 +165,10 @@ def test_split_batch_slices_every_tensor():
     batch = {"x": torch.arange(6).view(3, 2), "pair": (torch.arange(3), torch.arange(3) * 2)}
     part = split_batch(batch, 1, 3)
     assert part["x"].tolist() == [[2, 3], [4, 5]] and part["pair"][1].tolist() == [2, 4]
+
+
+def test_a_fresh_run_never_mixes_into_an_old_runs_checkpoints(tmp_path):
+    train(make_model(), Regression(), config(steps=5), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="already holds a run .step-5.; resume it"):
+        train(make_model(), Regression(), config(steps=3), tmp_path, progress=False)
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "checkpoints")] == [5]
