@@ -133,7 +133,8 @@ class Replace(Normalizer):
             out.append(text[pos:s])
             new_align.extend(src[pos:s])
             out.append(self.content)
-            anchor = src[s] if s < len(src) else (src[-1] + 1 if src else 0)
+            # as HF: the match is removed, then the new chars are inserted after its last char, sharing its span
+            anchor = src[e - 1] if e > 0 else 0
             new_align.extend([anchor] * len(self.content))
             pos = e
         if pos == 0 and not out:

@@ -233,3 +233,52 @@ def test_unsupported_model_is_a_format_error(ours_trained):
     obj["model"] = {"type": "Unigram", "vocab": [["a", 0.0]]}
     with pytest.raises(FormatError, match="Unigram|vocab"):
         Tokenizer.from_hf_json(obj)
+
+
+@pytest.fixture(scope="module")
+def hf_wordpiece_generic() -> HFTokenizer:
+    """WordPiece outside BERT's fused normalizer: NFD + StripAccents + Lowercase, Whitespace split, a template."""
+    hf = HFTokenizer(models.WordPiece(unk_token="[UNK]"))
+    hf.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.StripAccents(), normalizers.Lowercase(),
+                                          normalizers.Replace(tokenizers_regex(r"\d+"), "#")])
+    hf.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                pre_tokenizers.Split(pattern=tokenizers_regex(r"[aeiou]"),
+                                                                     behavior="isolated", invert=True)])
+    trainer = trainers.WordPieceTrainer(vocab_size=600, special_tokens=["[UNK]", "[CLS]", "[SEP]"],
+                                        show_progress=False)
+    hf.train_from_iterator(builtin_documents()[:30], trainer)
+    hf.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                      special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
+    hf.decoder = decoders.WordPiece()
+    return hf
+
+
+def tokenizers_regex(pattern: str):
+    from tokenizers import Regex
+
+    return Regex(pattern)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("abcdeiou ÀÉÎñ  \t\n123,.;-Σσς")), max_size=40))
+def test_generic_wordpiece_pipeline_parity(hf_wordpiece_generic, text):
+    ours = _pipeline_ours(hf_wordpiece_generic)
+    ref = hf_wordpiece_generic.encode(text)
+    assert ours.encode(text) == ref.ids
+    assert ours.encode_batch([text], return_offsets=True)["offsets"][0] == [tuple(o) for o in ref.offsets]
+
+
+def test_roberta_processing_offsets_parity(ours_trained, lines):
+    obj = ours_trained.to_hf_json()
+    eot = ours_trained.token_to_id("<|endoftext|>")
+    obj["post_processor"] = {"type": "RobertaProcessing", "sep": ["<|endoftext|>", eot], "cls": ["<|endoftext|>", eot],
+                             "trim_offsets": True, "add_prefix_space": False}
+    hf = HFTokenizer.from_str(json.dumps(obj))
+    ours = Tokenizer.from_hf_json(obj)
+    sample = lines[:200:7] + ["  spaced  out  ", "x"]
+    got = ours.encode_batch(sample, return_offsets=True)
+    for k, text in enumerate(sample):
+        ref = hf.encode(text)
+        assert got["input_ids"][k] == ref.ids
+        assert got["offsets"][k] == [tuple(o) for o in ref.offsets], text
+    assert ours.encode("a", "b") == hf.encode("a", "b").ids
