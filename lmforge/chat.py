@@ -126,3 +126,21 @@ def chat_prompt(tokenizer: Any, messages: Sequence[Mapping[str, Any]], *, add_ge
         if token is not None:
             extra.setdefault(f"{role}_token", token)
     return render_chat(template, messages, add_generation_prompt=add_generation_prompt, **extra)
+
+
+def without_added_bos(tokenizer: Any, prompt: str) -> str:
+    """``prompt`` minus a leading bos token when ``tokenizer.encode`` will add one anyway.
+
+    Templates such as Llama 3's write ``{{ bos_token }}`` themselves while the tokenizer also adds bos on encode;
+    transformers encodes the rendered chat without special tokens, so the model sees ONE bos. Dropping the
+    template's copy before an ordinary ``encode`` gives the same ids.
+
+    >>> # bos "<s>", add_bos=True: "<s>[INST] hi" → "[INST] hi"  (encode adds the "<s>" back)
+    """
+    bos = getattr(tokenizer, "bos_token", None)
+    if not bos or not prompt.startswith(bos):
+        return prompt
+    added = tokenizer.encode("")
+    if added[:1] == [tokenizer.bos_token_id]:
+        return prompt[len(bos):]
+    return prompt

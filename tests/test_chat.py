@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmforge.chat import ChatTemplateError, render_chat
+from lmforge.chat import ChatTemplateError, chat_prompt, render_chat, without_added_bos
 from lmforge.errors import ConfigError, InputError
 
 # ChatML with a default system prompt (the shape SmolLM2 / Qwen use).
@@ -149,3 +149,35 @@ def test_bad_inputs_give_clear_errors():
         render_chat(CHATML, "just a string")
     with pytest.raises(InputError, match=r"messages\[1\]"):
         render_chat(CHATML, [{"role": "user", "content": "x"}, {"content": "no role"}])
+
+
+# Llama-3 style: the template writes bos itself, first thing.
+BOS_FIRST = (
+    "{{ bos_token }}{% for m in messages %}<|start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start|>assistant\n{% endif %}"
+)
+
+
+def _byte_tokenizer(add_bos: bool):
+    from lmforge.tokenizers import Tokenizer, bytes_to_unicode
+
+    spelling = bytes_to_unicode()
+    vocab = {spelling[b]: b for b in range(256)} | {"<s>": 256, "</s>": 257}
+    tok = Tokenizer.from_byte_level_bpe(vocab, [], special_tokens={"<s>": 256, "</s>": 257}, bos_token="<s>",
+                                        eos_token="</s>", add_bos=add_bos)
+    tok.chat_template = BOS_FIRST
+    return tok
+
+
+@pytest.mark.parametrize("add_bos", [True, False])
+def test_one_bos_when_template_and_tokenizer_both_add_it(hf_tokenizer, add_bos):
+    """transformers encodes a rendered chat WITHOUT special tokens; lmforge's prompt, after dropping the template's
+    own bos when encode adds one, must encode to the same ids with an ordinary encode."""
+    tok = _byte_tokenizer(add_bos)
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                {"role": "user", "content": "Bye"}]
+    rendered = chat_prompt(tok, messages)
+    assert rendered == _reference(hf_tokenizer, BOS_FIRST, messages, add_generation_prompt=True)
+    ids = tok.encode(without_added_bos(tok, rendered))
+    assert ids == tok.encode(rendered, add_special_tokens=False)
+    assert ids.count(tok.bos_token_id) == 1 and ids[0] == tok.bos_token_id

@@ -55,7 +55,6 @@ def run_chat(args: argparse.Namespace) -> int:
     import torch
 
     import lmforge
-    from lmforge.chat import chat_prompt
     from lmforge.errors import ConfigError
 
     if args.threads:
@@ -84,11 +83,10 @@ def run_chat(args: argparse.Namespace) -> int:
             print("(conversation reset)", flush=True)
             continue
         messages.append({"role": "user", "content": text})
-        prompt = chat_prompt(lm.tokenizer, messages)
         if interactive:
             print("assistant> ", end="", flush=True)
         pieces = []
-        for piece in lm.stream(prompt, **options):
+        for piece in lm.chat(messages, stream=True, **options):
             pieces.append(piece)
             print(piece, end="", flush=True)
         print(flush=True)

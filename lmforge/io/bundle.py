@@ -99,11 +99,11 @@ class LM:
         """The assistant's reply to ``messages`` (``[{"role": "user", "content": "Hi"}, ...]``), rendered with the
         model's chat template (:func:`lmforge.chat.chat_prompt`) and decoded with the ``generate`` options;
         ``stream=True`` yields the reply in pieces instead."""
-        from lmforge.chat import chat_prompt
+        from lmforge.chat import chat_prompt, without_added_bos
 
         if self.tokenizer is None:
             raise FormatError(f"{self.path}: the model has no tokenizer, so no chat template")
-        prompt = chat_prompt(self.tokenizer, messages)
+        prompt = without_added_bos(self.tokenizer, chat_prompt(self.tokenizer, messages))
         return self.stream(prompt, **options) if stream else self.generate(prompt, **options)
 
     # ------------------------------------------------------------------ embed (lmforge.embed) — BERT engineer

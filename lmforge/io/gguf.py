@@ -4,7 +4,8 @@ tokenizer (vocabulary, merges, special ids, pre-tokenizer name) and the chat tem
 Reading goes through the ``gguf`` package that llama.cpp maintains; quantized blocks (Q4_0, Q4_1, Q8_0, K-quants …)
 are expanded to float with ``gguf.quants.dequantize``. Three things need care:
 
-* names: GGUF says ``blk.3.attn_q.weight``, lmforge says ``blocks.3.attn.q_proj.weight`` — ONE table below;
+* names: GGUF says ``blk.3.attn_q.weight``, lmforge says "the first rows of ``blocks.3.attn.qkv.weight``" (Q|K|V
+  fused) — ONE table below, :data:`TENSOR_NAMES`;
 * RoPE layout: llama.cpp's converter permutes the rows of ``attn_q``/``attn_k`` so that rotated channel pairs are
   adjacent (``x0,x1``), while lmforge (like the Hugging Face checkpoints) pairs channel ``i`` with ``i + D/2``;
   :func:`unpermute_rope_rows` undoes it;
@@ -45,6 +46,7 @@ CONFIG_KEYS: dict[str, tuple[str, bool]] = {
     "embedding_length": ("n_embd", True),
     "attention.head_count": ("n_head", True),
     "attention.head_count_kv": ("n_kv_head", False),
+    "attention.key_length": ("head_dim", False),  # only when it is not n_embd / n_head (e.g. Mistral Nemo)
     "feed_forward_length": ("ffn_hidden", True),
     "context_length": ("block_size", True),
     "rope.freq_base": ("rope_theta", False),
@@ -170,7 +172,7 @@ def gguf_config_kwargs(gf: GGUFFile) -> dict[str, Any]:
     if "token_embd.weight" not in gf.tensors:
         raise FormatError(f"{gf.path}: tensor 'token_embd.weight' is missing")
     kwargs["vocab_size"] = int(gf.tensors["token_embd.weight"].shape[-1])
-    head_dim = kwargs["n_embd"] // kwargs["n_head"]
+    head_dim = kwargs.setdefault("head_dim", kwargs["n_embd"] // kwargs["n_head"])
     rope_dims = meta.get(f"{arch}.rope.dimension_count", head_dim)
     if rope_dims != head_dim:
         raise ConfigError(f"{gf.path}: {arch}.rope.dimension_count={rope_dims}: only full-width RoPE "

@@ -1,12 +1,19 @@
-"""The real SmolLM2-135M-Instruct GGUF file: ``lmforge.load`` alone (weights, tokenizer, chat template) against
+"""GGUF import against ``transformers``.
+
+The real SmolLM2-135M-Instruct GGUF file: ``lmforge.load`` alone (weights, tokenizer, chat template) against
 ``transformers`` loading the same file with ``gguf_file=`` — token ids, logits, greedy generation, chat template,
-chat replies — and the dequantized-weight cache (hit, corrupt entry made again)."""
+chat replies — and the dequantized-weight cache (hit, corrupt entry made again).
+
+Tiny GGUF files written here from a random ``transformers`` Llama (GQA, untied head, head size != n_embd / n_head)
+the way llama.cpp's converter writes them: float32 (oracle: the original model) and Q8_0 (oracle: transformers
+loading the same file)."""
 
 from __future__ import annotations
 
 import importlib.util
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,8 +21,6 @@ import lmforge
 from lmforge.chat import chat_prompt
 from lmforge.generate import generate_ids
 from lmforge.io import cache
-
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smollm2")]
 
 PROMPTS = [
     "The capital of France is",
@@ -41,16 +46,21 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def hf_smollm2(smollm2_gguf_path, one_thread):
-    """transformers' tokenizer and model from the same GGUF (~20-40 s, ~1 GB): loaded once for the module."""
+def _lift_accelerate_check() -> None:
     import transformers.modeling_utils
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if importlib.util.find_spec("accelerate") is None:
         # transformers refuses gguf_file= without `accelerate`, but its GGUF path on a CPU never calls it: lift
         # the availability check only (the conversion and the model are transformers' own).
         transformers.modeling_utils.is_accelerate_available = lambda: True
+
+
+@pytest.fixture(scope="module")
+def hf_smollm2(smollm2_gguf_path, one_thread):
+    """transformers' tokenizer and model from the same GGUF (~20-40 s, ~1 GB): loaded once for the module."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _lift_accelerate_check()
     folder, name = str(smollm2_gguf_path.parent), smollm2_gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
@@ -69,6 +79,8 @@ def lm(smollm2_gguf_path, cache_root, one_thread):
         return lmforge.load(smollm2_gguf_path)
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("smollm2")
 def test_load_gives_model_tokenizer_and_template(lm, hf_smollm2):
     _, hf_model = hf_smollm2
     assert lm.config.n_layer == hf_model.config.num_hidden_layers
@@ -79,6 +91,8 @@ def test_load_gives_model_tokenizer_and_template(lm, hf_smollm2):
     assert lm.tokenizer.chat_template
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("smollm2")
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_token_ids_match_transformers(lm, hf_smollm2, prompt):
     hf_tokenizer, _ = hf_smollm2
@@ -87,6 +101,8 @@ def test_token_ids_match_transformers(lm, hf_smollm2, prompt):
     assert lm.tokenizer.decode(ids, skip_special_tokens=False) == hf_tokenizer.decode(ids)
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("smollm2")
 def test_logits_match_transformers(lm, hf_smollm2):
     hf_tokenizer, hf_model = hf_smollm2
     for prompt in PROMPTS:
@@ -98,6 +114,8 @@ def test_logits_match_transformers(lm, hf_smollm2):
         assert (ours - theirs).abs().max().item() <= 1e-3, prompt
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("smollm2")
 def test_greedy_generation_matches_transformers(lm, hf_smollm2):
     hf_tokenizer, hf_model = hf_smollm2
     prompt = "The capital of France is"
@@ -110,6 +128,8 @@ def test_greedy_generation_matches_transformers(lm, hf_smollm2):
     assert "Paris" in lm.tokenizer.decode(ours)  # the model really answers: not two equally broken models
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("smollm2")
 def test_chat_template_matches_apply_chat_template(lm, hf_smollm2):
     hf_tokenizer, _ = hf_smollm2
     for messages in (CONVERSATION, [{"role": "system", "content": "Be terse."}, *CONVERSATION]):
@@ -122,6 +142,8 @@ def test_chat_template_matches_apply_chat_template(lm, hf_smollm2):
     )
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("smollm2")
 def test_chat_reply_matches_transformers_greedy(lm, hf_smollm2):
     hf_tokenizer, hf_model = hf_smollm2
     text = hf_tokenizer.apply_chat_template(CONVERSATION, add_generation_prompt=True, tokenize=False)
@@ -145,6 +167,8 @@ def _same_weights(a, b) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("smollm2")
 def test_cache_hit_then_corrupt_entry_is_remade(lm, smollm2_gguf_path, cache_root, capsys):
     entries = list((cache_root / "gguf").glob("*.safetensors"))
     assert len(entries) == 1
@@ -164,3 +188,112 @@ def test_cache_hit_then_corrupt_entry_is_remade(lm, smollm2_gguf_path, cache_roo
     assert _same_weights(lm, remade)
     assert cache.read_entry(entry) is not None  # whole again on disk
     # (truncated and emptied entries: tests/io/test_gguf.py::test_damaged_cache_entry_is_made_again)
+
+
+# --- tiny GGUF files written like llama.cpp's converter does ------------------------------------------------------
+
+def _llama_cpp_permute(weight: np.ndarray, n_heads: int) -> np.ndarray:
+    # llama.cpp's convert_hf_to_gguf.py (LlamaModel.permute): interleave the two rotated halves of each head.
+    return weight.reshape(n_heads, 2, weight.shape[0] // n_heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(
+        weight.shape
+    )
+
+
+def _write_llama_gguf(path, model, qtype=None) -> None:
+    """A llama-architecture GGUF of a transformers ``LlamaForCausalLM``: metadata, a byte-level vocabulary with two
+    control tokens, and every tensor (2-D ones quantized to ``qtype`` when given)."""
+    from gguf import GGUFWriter
+    from gguf.quants import quantize
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    c = model.config
+    spelling = bytes_to_unicode()
+    tokens = [spelling[b] for b in range(256)] + ["<s>", "</s>"] + [f"<extra_{i}>" for i in range(c.vocab_size - 258)]
+    w = GGUFWriter(str(path), "llama")
+    w.add_block_count(c.num_hidden_layers)
+    w.add_context_length(c.max_position_embeddings)
+    w.add_embedding_length(c.hidden_size)
+    w.add_feed_forward_length(c.intermediate_size)
+    w.add_head_count(c.num_attention_heads)
+    w.add_head_count_kv(c.num_key_value_heads)
+    w.add_key_length(c.head_dim)
+    w.add_rope_dimension_count(c.head_dim)
+    w.add_rope_freq_base(ROPE_THETA)
+    w.add_layer_norm_rms_eps(c.rms_norm_eps)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types([1] * 256 + [3, 3] + [1] * (len(tokens) - 258))
+    w.add_token_merges([])
+    w.add_bos_token_id(256)
+    w.add_eos_token_id(257)
+    sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+
+    def put(name: str, array: np.ndarray) -> None:
+        if qtype is not None and array.ndim == 2:
+            w.add_tensor(name, quantize(array, qtype), raw_dtype=qtype)
+        else:
+            w.add_tensor(name, array)
+
+    put("token_embd.weight", sd["model.embed_tokens.weight"])
+    put("output_norm.weight", sd["model.norm.weight"])
+    put("output.weight", sd["lm_head.weight"])
+    for i in range(c.num_hidden_layers):
+        hf = f"model.layers.{i}."
+        put(f"blk.{i}.attn_norm.weight", sd[hf + "input_layernorm.weight"])
+        put(f"blk.{i}.attn_q.weight", _llama_cpp_permute(sd[hf + "self_attn.q_proj.weight"], c.num_attention_heads))
+        put(f"blk.{i}.attn_k.weight", _llama_cpp_permute(sd[hf + "self_attn.k_proj.weight"], c.num_key_value_heads))
+        put(f"blk.{i}.attn_v.weight", sd[hf + "self_attn.v_proj.weight"])
+        put(f"blk.{i}.attn_output.weight", sd[hf + "self_attn.o_proj.weight"])
+        put(f"blk.{i}.ffn_norm.weight", sd[hf + "post_attention_layernorm.weight"])
+        put(f"blk.{i}.ffn_gate.weight", sd[hf + "mlp.gate_proj.weight"])
+        put(f"blk.{i}.ffn_up.weight", sd[hf + "mlp.up_proj.weight"])
+        put(f"blk.{i}.ffn_down.weight", sd[hf + "mlp.down_proj.weight"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+ROPE_THETA = 5000.0
+
+
+@pytest.fixture(scope="module")
+def tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=24, rope_theta=ROPE_THETA, rms_norm_eps=1e-6, tie_word_embeddings=False,
+        max_position_embeddings=128,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def test_float32_gguf_equals_the_model_it_was_written_from(tiny_llama, tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    _write_llama_gguf(tmp_path / "tiny.gguf", tiny_llama)
+    lm = lmforge.load(tmp_path / "tiny.gguf")
+    c = tiny_llama.config
+    assert (lm.config.n_kv_head, lm.config.head_dim, lm.config.tie_embeddings) == (2, 24, False)
+    assert lm.config.rope_theta == ROPE_THETA and lm.eos_token_ids == [257]
+    ids = torch.randint(0, c.vocab_size, (2, 17), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        assert (lm.model(ids) - tiny_llama(ids).logits).abs().max().item() <= 1e-5
+
+
+def test_q8_0_gguf_matches_transformers_on_the_same_file(tiny_llama, tmp_path, monkeypatch):
+    from gguf import GGMLQuantizationType
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    _write_llama_gguf(tmp_path / "q8.gguf", tiny_llama, GGMLQuantizationType.Q8_0)
+    _lift_accelerate_check()
+    theirs = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file="q8.gguf", dtype=torch.float32).eval()
+    ours = lmforge.load(tmp_path / "q8.gguf").model
+    ids = torch.randint(0, 320, (2, 17), generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        assert (ours(ids) - theirs(ids).logits).abs().max().item() <= 1e-5
+        # and the 8-bit weights really are an approximation of the original ones
+        assert 0 < (ours(ids) - tiny_llama(ids).logits).abs().max().item() < 0.1
