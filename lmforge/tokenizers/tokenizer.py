@@ -366,6 +366,10 @@ class Tokenizer:
         if self._byte_level:
             local = _byte_token_offsets(piece, [len(self.model.token_bytes[i] or b"") if i < len(
                 self.model.token_bytes) else 1 for i in piece_ids])
+            inserted = len(piece) - (pe - ps)  # a prefix space the pre-tokenizer added: it shares the span
+            if inserted > 0:                  # of the first real char, as in HF
+                local = [(max(0, s - inserted), max(0, e - 1 - inserted) + 1) if e > s else (s, e)
+                         for s, e in local]
         else:
             local = [(s, e) for _, s, e in self.model.tokenize_word(piece)]
             if pe - ps != len(piece):  # normalization changed the word's length: clamp into the span

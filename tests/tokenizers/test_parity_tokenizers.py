@@ -282,3 +282,42 @@ def test_roberta_processing_offsets_parity(ours_trained, lines):
         assert got["input_ids"][k] == ref.ids
         assert got["offsets"][k] == [tuple(o) for o in ref.offsets], text
     assert ours.encode("a", "b") == hf.encode("a", "b").ids
+
+
+NORMALIZERS = [None, {"type": "NFC"}, {"type": "NFKC"}, {"type": "NFKD"},
+               {"type": "Sequence", "normalizers": [{"type": "NFD"}, {"type": "StripAccents"}]},
+               {"type": "Lowercase"}, {"type": "Prepend", "prepend": "▁"},
+               {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
+               {"type": "Replace", "pattern": {"Regex": r"[0-9]+"}, "content": "<n>"}]
+BEHAVIORS = ["Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"]
+
+
+def _byte_level(add_prefix_space: bool, use_regex: bool = True) -> dict:
+    return {"type": "ByteLevel", "add_prefix_space": add_prefix_space, "trim_offsets": True, "use_regex": use_regex}
+
+
+PRE_TOKENIZERS = st.one_of(
+    st.builds(_byte_level, st.booleans()),
+    st.builds(lambda d, aps: {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": d},
+                                                                    _byte_level(aps)]}, st.booleans(), st.booleans()),
+    st.just({"type": "Sequence", "pretokenizers": [{"type": "Whitespace"}, _byte_level(False, False)]}),
+    st.just({"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"}, _byte_level(True)]}),
+    st.builds(lambda pat, beh, inv: {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": pat, "behavior": beh, "invert": inv}, _byte_level(False)]},
+        st.sampled_from([{"String": " "}, {"String": "ab"}, {"Regex": r"\s+"}, {"Regex": r"[,.!]"}]),
+        st.sampled_from(BEHAVIORS), st.booleans()),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(NORMALIZERS), PRE_TOKENIZERS,
+       st.text(alphabet=st.sampled_from(list("ab ,.!12 \tÀéﬁ½Σ中😀\n")), max_size=30))
+def test_random_pipelines_match_hf(ours_trained, normalizer, pre_tokenizer, text):
+    obj = ours_trained.to_hf_json()
+    obj["normalizer"], obj["pre_tokenizer"] = normalizer, pre_tokenizer
+    hf = HFTokenizer.from_str(json.dumps(obj))
+    ours = Tokenizer.from_hf_json(obj)
+    ref = hf.encode(text)
+    assert ours.encode(text) == ref.ids
+    assert ours.encode_many([text]) == [hf.encode(text, add_special_tokens=False).ids]
+    assert ours.encode_batch([text], return_offsets=True)["offsets"][0] == [tuple(o) for o in ref.offsets]
