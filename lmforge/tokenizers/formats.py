@@ -200,8 +200,7 @@ def tokenizer_from_hf_json(obj: dict, *, where: str = "tokenizer.json") -> Token
             if len(pair) != 2 or pair[0] not in vocab or pair[1] not in vocab:
                 raise FormatError(f"{where}: model.merges[{k}] = {m!r} is not a pair of vocabulary tokens")
             merge_ids.append((vocab[pair[0]], vocab[pair[1]]))
-        model_ids = set(vocab.values())
-        token_bytes = _token_bytes_of(id_to_token, {t.content for t in added if t.id not in model_ids})
+        token_bytes = _token_bytes_of(id_to_token, set())  # added tokens outside the vocab are None already
         unk = model.get("unk_token")
         bpe = BPEModel(token_bytes, merge_ids, ignore_merges=bool(model.get("ignore_merges")),
                        unk_id=vocab.get(unk) if unk else None)

@@ -160,7 +160,7 @@ class Tokenizer:
         id_to_token: list[str | None] = [None] * size
         for tok, i in vocab.items():
             id_to_token[i] = tok
-        token_bytes = _token_bytes_of(id_to_token, set(special_tokens))
+        token_bytes = _token_bytes_of(id_to_token, set(special_tokens.values()))
         merge_ids = []
         for k, (a, b) in enumerate(merges):
             if a not in vocab or b not in vocab:
@@ -595,11 +595,15 @@ for _role in ROLES:
 
 
 # ------------------------------------------------------------------------------------------------- helpers
-def _token_bytes_of(id_to_token: list[str | None], skip: set[str]) -> list[bytes | None]:
-    """GPT-2-alphabet token strings → byte strings (None for tokens outside that alphabet or in ``skip``)."""
+def _token_bytes_of(id_to_token: list[str | None], skip_ids: set[int]) -> list[bytes | None]:
+    """GPT-2-alphabet token strings → byte strings (None for tokens outside that alphabet or ids in ``skip_ids``).
+
+    >>> _token_bytes_of(["Ġa", "<s>", "中"], {1})
+    [b' a', None, None]
+    """
     out: list[bytes | None] = []
-    for tok in id_to_token:
-        if tok is None or tok in skip:
+    for i, tok in enumerate(id_to_token):
+        if tok is None or i in skip_ids:
             out.append(None)
             continue
         try:

@@ -321,3 +321,24 @@ def test_random_pipelines_match_hf(ours_trained, normalizer, pre_tokenizer, text
     assert ours.encode(text) == ref.ids
     assert ours.encode_many([text]) == [hf.encode(text, add_special_tokens=False).ids]
     assert ours.encode_batch([text], return_offsets=True)["offsets"][0] == [tuple(o) for o in ref.offsets]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["<x>", "ab", "[M]", "a b", "b"]), st.booleans(), st.booleans(),
+                          st.booleans(), st.booleans(), st.booleans()), min_size=1, max_size=4,
+                unique_by=lambda t: t[0]),
+       st.sampled_from([None, {"type": "Lowercase"}, {"type": "NFKC"}]),
+       st.lists(st.sampled_from(["<x>", "ab", "[M]", "A", "b", " ", "  ", "\n", "é", "x", "[m]"]), max_size=12)
+       .map("".join))
+def test_added_token_flags_match_hf(ours_trained, specs, normalizer, text):
+    obj = ours_trained.to_hf_json()
+    obj["normalizer"] = normalizer
+    hf = HFTokenizer.from_str(json.dumps(obj))
+    for content, special, lstrip, rstrip, single_word, normalized in specs:  # HF assigns the ids
+        token = HFAddedToken(content, lstrip=lstrip, rstrip=rstrip, single_word=single_word, normalized=normalized,
+                             special=special)
+        (hf.add_special_tokens if special else hf.add_tokens)([token])
+    ours = Tokenizer.from_hf_json(json.loads(hf.to_str()))
+    ref = hf.encode(text)
+    assert ours.encode(text) == ref.ids
+    assert ours.encode_batch([text], return_offsets=True)["offsets"][0] == [tuple(o) for o in ref.offsets]
