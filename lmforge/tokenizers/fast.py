@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -230,6 +231,7 @@ def char_classes() -> np.ndarray:
 
 
 _CLASSES = None
+_CREATE_LOCK = threading.Lock()
 
 
 @_njit
@@ -561,12 +563,21 @@ def count_pretokens_compiled(texts, pattern: str, add_prefix_space: bool = False
 
 
 class PieceCache:
-    """The compiled path's memo of pre-token bytes → ids, kept between calls (reset when it grows too big)."""
+    """The compiled path's memo of pre-token bytes → ids, kept between calls (reset when it grows too big).
+    The compiled code runs without the GIL, so a lock keeps threads sharing a tokenizer from racing on it."""
 
     MAX_BYTES = 64 << 20
 
     def __init__(self):
+        self.lock = threading.Lock()
         self.reset()
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.Lock()
 
     def reset(self) -> None:
         cap = 1 << 16
@@ -577,12 +588,14 @@ class PieceCache:
         self.counters = np.zeros(3, np.int64)
 
     def encode(self, fast: FastBPE, data: np.ndarray, mode: int) -> np.ndarray:
-        if self.counters[1] > self.MAX_BYTES:
-            self.reset()
-        ids, *tables, self.kpool, self.ipool = _encode_text_compiled(
-            data, char_classes(), mode, fast.byte_ids, fast.keys, fast.vals, *self.tables, self.kpool, self.ipool,
-            self.counters)
-        self.tables = tuple(tables)
+        classes = char_classes()
+        with self.lock:
+            if self.counters[1] > self.MAX_BYTES:
+                self.reset()
+            ids, *tables, self.kpool, self.ipool = _encode_text_compiled(
+                data, classes, mode, fast.byte_ids, fast.keys, fast.vals, *self.tables, self.kpool, self.ipool,
+                self.counters)
+            self.tables = tuple(tables)
         return ids
 
 
@@ -604,7 +617,9 @@ def _encode_segment_compiled(tok, fast: FastBPE, seg: str, mode: int) -> list[in
     except UnicodeEncodeError:
         return None  # the reference path raises the clear lone-surrogate error
     if fast.piece_cache is None:
-        fast.piece_cache = PieceCache()
+        with _CREATE_LOCK:
+            if fast.piece_cache is None:
+                fast.piece_cache = PieceCache()
     return fast.piece_cache.encode(fast, data, mode).tolist()
 
 

@@ -136,3 +136,16 @@ def test_bad_arguments_are_clear(tok):
         tok.encode_batch(["a", "b"], ["c"])
     with pytest.raises(ConfigError, match="kind"):
         train_tokenizer(["a"], kind="unigram", vocab_size=300)
+
+
+def test_pickles_and_threads_share_a_tokenizer(tok):
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    docs = builtin_documents()[:20]
+    expected = [tok._encode_ids(d) for d in docs]
+    again = pickle.loads(pickle.dumps(tok))
+    assert again.encode_many(docs) == expected
+    with ThreadPoolExecutor(4) as pool:  # the compiled path runs without the GIL: its cache is locked
+        results = list(pool.map(lambda d: tok.encode_many([d])[0], docs * 3))
+    assert results == expected * 3
