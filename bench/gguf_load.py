@@ -56,11 +56,7 @@ def main() -> None:
             lm, seconds = timed(lambda: lmforge.load(path))
             warm.append(seconds)
 
-    import transformers.modeling_utils
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if importlib.util.find_spec("accelerate") is None:  # only an availability check; not used on CPU
-        transformers.modeling_utils.is_accelerate_available = lambda: True
 
     def hf_load():
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)

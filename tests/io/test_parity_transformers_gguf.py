@@ -10,7 +10,6 @@ loading the same file)."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
 
 import numpy as np
@@ -46,21 +45,11 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _lift_accelerate_check() -> None:
-    import transformers.modeling_utils
-
-    if importlib.util.find_spec("accelerate") is None:
-        # transformers refuses gguf_file= without `accelerate`, but its GGUF path on a CPU never calls it: lift
-        # the availability check only (the conversion and the model are transformers' own).
-        transformers.modeling_utils.is_accelerate_available = lambda: True
-
-
 @pytest.fixture(scope="module")
 def hf_smollm2(smollm2_gguf_path, one_thread):
     """transformers' tokenizer and model from the same GGUF (~20-40 s, ~1 GB): loaded once for the module."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _lift_accelerate_check()
     folder, name = str(smollm2_gguf_path.parent), smollm2_gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
@@ -289,7 +278,6 @@ def test_q8_0_gguf_matches_transformers_on_the_same_file(tiny_llama, tmp_path, m
 
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
     _write_llama_gguf(tmp_path / "q8.gguf", tiny_llama, GGMLQuantizationType.Q8_0)
-    _lift_accelerate_check()
     theirs = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file="q8.gguf", dtype=torch.float32).eval()
     ours = lmforge.load(tmp_path / "q8.gguf").model
     ids = torch.randint(0, 320, (2, 17), generator=torch.Generator().manual_seed(2))
