@@ -11,6 +11,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# CI runs two test processes on two cores: one intra-op thread each (set before torch is imported, so it also holds
+# for subprocesses such as torchrun workers). torch's kernels slow down ~10x when 2x2 threads fight for 2 cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _package_dir(name: str) -> Path | None:
