@@ -7,6 +7,7 @@ next-token probabilities; everything is written under ``./runs/demo/`` (or ``--o
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from pathlib import Path
@@ -30,9 +31,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--vocab-size", type=int, default=2048, help="BPE vocabulary size")
     demo.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt to continue")
     demo.add_argument("--max-new-tokens", type=int, default=60, help="tokens to generate")
-    demo.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    demo.add_argument("--threads", type=int, default=None,
+                      help="torch CPU threads (default: the cores not already busy, at least 1)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
     demo.set_defaults(func=run_demo)
+
+
+def idle_cores() -> int:
+    """Cores not already busy (1-minute load average), at least 1: on a shared machine, a thread per busy core
+    only adds contention — two-thread kernels on one free core run several times slower than one thread."""
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        busy = 0.0
+    return max(1, min(cores, round(cores - busy)))
 
 
 def _pieces(tokenizer, ids: list[int]) -> str:
@@ -53,7 +66,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from lmforge.train.presets import resolve_preset
     from lmforge.train.pretrain import build_gpt_config, train_gpt
 
-    torch.set_num_threads(args.threads)
+    threads = args.threads or idle_cores()
+    torch.set_num_threads(threads)
     out = Path(args.out)
     started = time.perf_counter()
     print("lmforge demo: a GPT trained from scratch on CPython's reference documentation (ships with Python)\n")
@@ -90,7 +104,8 @@ def run_demo(args: argparse.Namespace) -> int:
     n_params = sum(p.numel() for p in GPT(config).parameters())
     print(f"[3/5] training the {args.preset!r} GPT: {config.n_layer} layers x {config.n_embd} wide, "
           f"{config.n_head} heads, context {config.block_size}, {n_params / 1e6:.2f}M parameters; "
-          f"{train_config.steps} steps of {train_config.batch_size} x {config.block_size} tokens")
+          f"{train_config.steps} steps of {train_config.batch_size} x {config.block_size} tokens on {threads} "
+          f"thread{'s' if threads > 1 else ''}")
     t0 = time.perf_counter()
     result = train_gpt(config, data, out, train_config, tokenizer, progress=not args.no_progress)
     train_seconds = time.perf_counter() - t0

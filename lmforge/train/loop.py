@@ -317,14 +317,14 @@ def evaluate(model: nn.Module, task: Task, batch_size: int, max_batches: int, di
     for batch in batches:
         rows = len(_first_tensor(batch))
         start, stop = rows * dist_ctx.rank // dist_ctx.world, rows * (dist_ctx.rank + 1) // dist_ctx.world
-        if stop > start:
+        if rows >= dist_ctx.world:  # every process must run the same forwards (FSDP gathers weights in them)
             mine = batch_to(split_batch(batch, start, stop), device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 total[0] += task.loss(model, mine).double() * (stop - start)
             total[1] += stop - start
     dist_ctx.all_reduce_sum(total)
     model.train(was_training)
-    return float(total[0] / total[1])
+    return float(total[0] / total[1]) if total[1] else None
 
 
 def train(
@@ -391,14 +391,14 @@ def train(
             task.load_state_dict(state["task"])
             rng = state["rng"]
             _set_rng_state(rng[dist_ctx.rank] if dist_ctx.rank < len(rng) else rng[0])
-            if dist_ctx.is_main:
-                progress and print(f"resuming from {latest} (step {start_step})", file=sys.stderr)
+            if dist_ctx.is_main and progress:
+                print(f"resuming from {latest} (step {start_step})", file=sys.stderr)
 
     metrics_path = run_dir / "metrics.jsonl"
     if dist_ctx.is_main:
         kept = _read_metrics(metrics_path, start_step) if resume else []
         atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
-    metrics_file = open(metrics_path, "a", encoding="utf-8") if dist_ctx.is_main else None  # noqa: SIM115
+    metrics_file = open(metrics_path, "a", encoding="utf-8") if dist_ctx.is_main else None
 
     def save(step: int, val_loss: float | None) -> Path | None:
         path = ckpt.save_checkpoint(
