@@ -3,15 +3,16 @@
 One call trains a *slice* of an epoch: the slice is cut into blocks of whole sentences and ``prange`` hands the
 blocks to the threads. Threads write to the shared weight matrices without locks (Hogwild, as word2vec.c and
 gensim do): two threads rarely touch the same row at the same moment, and when they do the lost update is noise
-SGD tolerates. Each block owns a random state derived from (seed, epoch, block), so a run with one thread is
-reproducible bit for bit whatever the number of blocks.
+SGD tolerates. Each block owns a random state derived from (seed, epoch, block), so the random draws never depend
+on thread timing: with one worker a run is reproducible bit for bit.
 
 Per kept position ``i`` (after frequent-word subsampling) with a random window ``1..window``:
 - skip-gram: for every context word ``c`` in the window, the input row ``syn0[c]`` is trained to predict the
   centre word against ``negative`` noise words (output rows ``syn1neg``);
 - CBOW: the mean of the context rows predicts the centre word; the same error is added to every context row.
-Loss per example: ``-log σ(u_pos·v) - Σ_k log σ(-u_k·v)``, summed exactly (float64) and returned with the
-number of examples, so the caller reports the true mean loss per example.
+Loss per example: ``-log σ(u_pos·v) - Σ_k log σ(-u_k·v)`` (every term, saturated ones included; the table is
+linearly interpolated, error < 1e-5 per term), summed in float64 and returned with the number of examples, so
+the caller reports the true mean loss per example.
 """
 
 from __future__ import annotations
