@@ -169,17 +169,25 @@ def _show(args) -> int:
     return 0
 
 
+def _readable(tok, token: str) -> str:
+    r"""A BPE token's text (its bytes, undecodable ones as ``\xNN``) with visible spaces; WordPiece tokens as is."""
+    if tok.kind != "bpe" or token in tok.special_tokens:
+        return token
+    i = tok.token_to_id(token)
+    return _visible(tok.token_bytes(i).decode("utf-8", errors="backslashreplace")) if i is not None else token
+
+
 def _explain(args) -> int:
     tok = _load(args.tokenizer)
     text = " ".join(args.text)
     for rec in tok.explain(text):
         word = _visible(rec["word"])
-        pieces = " ".join(_visible(p) for p in rec["pieces"])
+        pieces = " ".join(_readable(tok, p) for p in rec["pieces"])
         print(f"{word!r} [{rec['start']}:{rec['end']}] → {pieces}  ids {rec['ids']}")
         if rec.get("special"):
             print("    special token, matched whole")
         for k, (a, b, c) in enumerate(rec["merges"], 1):
-            print(f"    {k:2d}. {_visible(a)} + {_visible(b)} → {_visible(c)}")
+            print(f"    {k:2d}. {_readable(tok, a)} + {_readable(tok, b)} → {_readable(tok, c)}")
         steps = rec.get("steps")
         for step in steps.get("steps", []) if isinstance(steps, dict) else []:
             tried = ", ".join(step.get("tried", []))

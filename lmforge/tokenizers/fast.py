@@ -149,7 +149,7 @@ def _fast_model(tok):
 def _fill_cache(tok, pieces: list[str]) -> None:
     """Encode every piece not yet in the tokenizer's cache in one batch."""
     cache = tok._cache
-    missing = [p for p in set(pieces).difference(cache.keys())]
+    missing = list(set(pieces).difference(cache.keys()))
     if not missing:
         return
     fast = _fast_model(tok)
