@@ -39,6 +39,18 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
+def best_times(fns: list, repeats: int) -> list[float]:
+    """Best-of-``repeats`` time of each function, the functions run in turn (a, b, a, b, ...) so that a change in
+    machine load hits both sides alike."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times, strict=True):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+    return [min(ts) for ts in times]
+
+
 def copy_bandwidth() -> float:
     """Bytes per second of a large tensor copy (each byte read once and written once)."""
     src = torch.ones(64 * 2**20)  # 256 MiB
@@ -95,8 +107,8 @@ def bench_pair(name: str, ours, theirs, args) -> None:
     vocab = ours.config.vocab_size
     g = torch.Generator().manual_seed(0)
     prompt = torch.randint(0, vocab, (1, args.prefill), generator=g)
-    t_ours = best_time(lambda: ours(prompt, last_only=True), args.repeats)
-    t_hf = best_time(lambda: theirs(prompt, logits_to_keep=1), args.repeats)
+    t_ours, t_hf = best_times([lambda: ours(prompt, last_only=True), lambda: theirs(prompt, logits_to_keep=1)],
+                              args.repeats)
     print(f"{name}: prefill {args.prefill} tokens   lmforge {t_ours * 1e3:8.1f} ms   transformers {t_hf * 1e3:8.1f} ms"
           f"   speed-up x{t_hf / t_ours:.2f}")
     n = args.new_tokens
@@ -113,11 +125,12 @@ def bench_pair(name: str, ours, theirs, args) -> None:
                                   do_sample=False, pad_token_id=0)
             assert out.shape[1] == args.prompt_len + k
 
-        rates = {}
-        for who, fn in (("lmforge", run_ours), ("transformers", run_hf)):
-            fn(2)  # warm-up
-            decode = best_time(lambda fn=fn: fn(n), args.repeats) - best_time(lambda fn=fn: fn(1), args.repeats)
-            rates[who] = batch * (n - 1) / decode
+        run_ours(2), run_hf(2)  # warm-up
+        long_ours, long_hf, short_ours, short_hf = best_times(
+            [lambda: run_ours(n), lambda: run_hf(n), lambda: run_ours(1), lambda: run_hf(1)], args.repeats
+        )
+        rates = {"lmforge": batch * (n - 1) / (long_ours - short_ours),
+                 "transformers": batch * (n - 1) / (long_hf - short_hf)}
         print(f"{name}: decode batch {batch}   lmforge {rates['lmforge']:8.1f} tok/s   transformers "
               f"{rates['transformers']:8.1f} tok/s   speed-up x{rates['lmforge'] / rates['transformers']:.2f}")
         if batch == 1:

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, metavar="PATH", help="model: lmforge folder, HF folder or .gguf file")
     p.add_argument("--prompt", required=True, help="text to continue ('-' reads it from standard input)")
     p.add_argument("--max-new-tokens", type=int, default=64, metavar="N", help="most tokens to generate (64)")
-    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 = greedy (0)")
+    p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="sampling temperature; 0 = greedy (0)")
     p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only among the K likeliest tokens")
     p.add_argument("--top-p", type=float, default=None, metavar="P",
                    help="nucleus sampling: smallest set of tokens with probability mass >= P")
