@@ -77,9 +77,8 @@ def main() -> None:
             fn()
             times[name].append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    _, mask, _, _ = tokenize_sorted(lm.tokenizer, texts, 256)
+    lengths = tokenize_sorted(lm.tokenizer, texts, 256).lengths
     tok_s = time.perf_counter() - t0
-    lengths = mask.sum(1)
 
     print(f"{len(texts)} sentences, tokens per sentence: mean {lengths.mean():.1f}, max {lengths.max()}; "
           f"batch {args.batch_size}; {torch.get_num_threads()} threads; fp32")

@@ -69,32 +69,44 @@ def pool(hidden: Any, attention_mask: Any, modes: Sequence[str] = ("mean",)) -> 
     return out[0] if len(out) == 1 else torch.cat(out, dim=-1)
 
 
-def _field(encoding: Any, name: str) -> Any:
-    # The shared Tokenizer returns a mapping; accept attribute access too.
-    return encoding[name] if isinstance(encoding, dict) or hasattr(encoding, "keys") else getattr(encoding, name)
+@dataclass
+class SortedTokens:
+    """Texts tokenized once (unpadded, so a huge corpus costs memory only for its real tokens), with ``order``
+    listing them longest first; :meth:`batch` pads a slice of that order to its own longest row."""
+
+    ids: list[list[int]]
+    types: list[list[int]]
+    lengths: np.ndarray  # (N,)
+    order: np.ndarray  # (N,) indices, longest first
+    pad_id: int
+
+    def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(ids, mask, types)`` each ``(len(rows), T)`` with ``T`` the longest of these rows.
+
+        >>> st = SortedTokens([[5, 6, 7], [8]], [[0, 0, 0], [0]], np.array([3, 1]), np.array([0, 1]), pad_id=0)
+        >>> st.batch(np.array([1, 0]))[0].tolist()
+        [[8, 0, 0], [5, 6, 7]]
+        """
+        T = int(self.lengths[rows].max())
+        ids = np.full((len(rows), T), self.pad_id, dtype=np.int64)
+        types = np.zeros((len(rows), T), dtype=np.int64)
+        mask = np.zeros((len(rows), T), dtype=np.int64)
+        for i, r in enumerate(rows):
+            n = self.lengths[r]
+            ids[i, :n], types[i, :n], mask[i, :n] = self.ids[r], self.types[r], 1
+        return ids, mask, types
 
 
-def tokenize_sorted(
-    tokenizer: Any, texts: Sequence[str], max_length: int, pairs: Sequence[str] | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Tokenize all texts once: ``(ids (N, T), mask (N, T), token_types (N, T), order)`` where ``order`` sorts the
-    rows by token count, longest first (so batches cut from it carry the least padding).
-
-    ``ids[order[:32]]`` is the first batch; slice it to ``mask[order[:32]].sum(1).max()`` columns.
-    """
-    enc = tokenizer.encode_batch(
-        list(texts), list(pairs) if pairs is not None else None,
-        padding=True, truncation=True, max_length=max_length, return_tensors="np",
-    )
-    ids = np.asarray(_field(enc, "input_ids"), dtype=np.int64)
-    mask = np.asarray(_field(enc, "attention_mask"), dtype=np.int64)
-    try:
-        types = np.asarray(_field(enc, "token_type_ids"), dtype=np.int64)
-    except (KeyError, AttributeError):
-        types = np.zeros_like(ids)
-    lengths = mask.sum(axis=1)
-    order = np.argsort(-lengths, kind="stable")
-    return ids, mask, types, order
+def tokenize_sorted(tokenizer: Any, texts: Sequence[str], max_length: int,
+                    pairs: Sequence[str] | None = None) -> SortedTokens:
+    """Tokenize all texts once (truncated to ``max_length``, special tokens included) and sort them by token
+    count, longest first — batches cut from that order carry the least padding."""
+    enc = tokenizer.encode_batch(list(texts), list(pairs) if pairs is not None else None, padding=False,
+                                 truncation=True, max_length=max_length)
+    ids, types = enc["input_ids"], enc["token_type_ids"]
+    lengths = np.fromiter((len(r) for r in ids), dtype=np.int64, count=len(ids))
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    return SortedTokens(ids, types, lengths, np.argsort(-lengths, kind="stable"), 0 if pad_id is None else pad_id)
 
 
 def embed(
@@ -122,8 +134,7 @@ def embed(
         raise ConfigError(f"embed: batch_size must be >= 1, got {batch_size}")
     config = config or SentenceConfig()
     max_length = min(config.max_seq_length or model.config.max_positions, model.config.max_positions)
-    ids, mask, types, order = tokenize_sorted(tokenizer, texts, max_length)
-    lengths = mask.sum(axis=1)
+    tokens = tokenize_sorted(tokenizer, texts, max_length)
     out = np.empty((len(texts), model.config.d_model * len(config.pooling)), dtype=np.float32)
     was_training = model.training
     model.eval()
@@ -135,11 +146,8 @@ def embed(
     try:
         with torch.inference_mode():
             for start in starts:
-                rows = order[start : start + batch_size]
-                T = int(lengths[rows].max())  # pad this batch only to its own longest text
-                b_ids = torch.from_numpy(ids[rows, :T])
-                b_mask = torch.from_numpy(mask[rows, :T])
-                b_types = torch.from_numpy(types[rows, :T])
+                rows = tokens.order[start : start + batch_size]
+                b_ids, b_mask, b_types = (torch.from_numpy(a) for a in tokens.batch(rows))  # (B, T) each
                 hidden = model.encode(b_ids, b_mask, b_types)  # (B, T, D)
                 vectors = pool(hidden, b_mask, config.pooling)
                 if config.normalize:
@@ -154,7 +162,7 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity of every row of ``a (N, D)`` with every row of ``b (M, D)`` → ``(N, M)``.
 
     >>> cosine_similarity(np.array([[1.0, 0.0]]), np.array([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])).round(3)
-    array([[1.   , 0.   , 0.707]])
+    array([[1.   , 0.   , 0.707]], dtype=float32)
     """
     a = np.atleast_2d(np.asarray(a, dtype=np.float32))
     b = np.atleast_2d(np.asarray(b, dtype=np.float32))
