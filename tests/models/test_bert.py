@@ -97,3 +97,20 @@ def test_bad_config_and_input_are_clear_errors():
 def test_presets_build():
     cfg = PRESETS["bert-tiny"]
     assert cfg.d_head * cfg.n_heads == cfg.d_model
+
+
+def test_lmforge_folder_round_trip(tmp_path, minilm_path):
+    # lmforge's own model folder (lmforge.json arch "bert") opens through lmforge.load with the same outputs.
+    import lmforge
+    from lmforge.io import save_model
+    from lmforge.tokenizers import load_tokenizer
+
+    torch.manual_seed(0)
+    model = Bert(BertConfig(vocab_size=30522, d_model=16, n_layers=1, n_heads=2, d_ff=32, head="mlm")).eval()
+    save_model(tmp_path, model, load_tokenizer(minilm_path))
+    lm = lmforge.load(tmp_path)
+    ids = torch.tensor([[101, 7592, 103, 102]])
+    with torch.no_grad():
+        torch.testing.assert_close(lm.model(ids), model(ids))
+    assert lm.model.mlm._decoder[0] is lm.model.embed.tokens  # the tie survives loading
+    assert lm.embed(["hello world", "hi"]).shape == (2, 16)  # no sentence config: mean pooling

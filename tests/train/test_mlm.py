@@ -12,7 +12,7 @@ from lmforge.data.corpus import builtin_text
 from lmforge.errors import ConfigError, InputError
 from lmforge.models.bert import Bert, BertConfig
 from lmforge.train.loop import TrainConfig, train
-from lmforge.train.mlm import IGNORE, MaskedLMTask, chunk_tokens, mask_tokens, masked_accuracy
+from lmforge.train.mlm import IGNORE, MaskedLMTask, chunk_tokens, mask_tokens, masked_accuracy, word_start_mask
 
 MASK, VOCAB = 3, 1000
 
@@ -96,3 +96,15 @@ def test_tiny_bert_learns_a_small_text(tmp_path):
     assert before.accuracy < before.baseline
     # the frequency baseline (always the most common word) is ~7% here; the model reaches more than twice that
     assert after.accuracy > 2 * after.baseline and after.accuracy > after.baseline + 0.07
+
+
+def test_word_starts_of_a_real_wordpiece_vocabulary(minilm_path):
+    from lmforge.tokenizers import load_tokenizer
+
+    tok = load_tokenizer(minilm_path)
+    starts = word_start_mask(tok, len(tok))
+    assert starts[tok.token_to_id("walk")] and not starts[tok.token_to_id("##ing")]
+    ids = torch.tensor([tok.encode("unbelievably tokenization")])
+    # every "##" piece continues a word; [CLS]/[SEP] and whole words start one
+    pieces = [tok.id_to_token(int(i)) for i in ids[0]]
+    assert [bool(starts[i]) for i in ids[0]] == [not p.startswith("##") for p in pieces]
