@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("texts", nargs="+", metavar="QUERY", help="queries")
     p.add_argument("--corpus", required=True, help="text file: one document per non-empty line")
     p.add_argument("-k", "--top-k", type=int, default=5, help="results per query")
-    p.add_argument("--cache", help=".npy file for the corpus embeddings (written if missing, reused if it fits)")
+    p.add_argument("--cache", help=".npy file for the corpus embeddings (written if missing; reused for the same "
+                   "corpus and model)")
     p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
     p.set_defaults(func=run_search)
 
@@ -192,12 +193,30 @@ def run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fingerprint(corpus: list[str], model: str) -> str:
+    """sha256 of the corpus lines and the model folder's resolved path + config.json bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    folder = Path(model).resolve()
+    h.update(str(folder).encode())
+    for name in ("config.json", "lmforge.json"):
+        if (folder / name).is_file():
+            h.update((folder / name).read_bytes())
+    for line in corpus:
+        h.update(line.encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
 def run_search(args: argparse.Namespace) -> int:
+    import json
+
     import numpy as np
 
     import lmforge
     from lmforge.data.corpus import read_text_file
     from lmforge.embed import search
+    from lmforge.fileio import atomic_write_text
 
     _threads(args)
     numbered = [(n, line) for n, line in enumerate(read_text_file(args.corpus).splitlines(), 1) if line.strip()]
@@ -205,17 +224,21 @@ def run_search(args: argparse.Namespace) -> int:
     if not corpus:
         raise InputError(f"{args.corpus}: no non-empty lines to search")
     lm = lmforge.load(args.model)
+    # The cache is reused only for the same corpus text and the same model (a fingerprint in CACHE.json).
+    fingerprint = _fingerprint(corpus, args.model)
     cached = None
     if args.cache and Path(args.cache).is_file():
-        cached = np.load(args.cache)
-        if cached.shape[0] != len(corpus):
-            print(f"{args.cache}: made for {cached.shape[0]} lines, the corpus has {len(corpus)}: re-embedding",
-                  file=sys.stderr)
-            cached = None
+        meta = Path(str(args.cache) + ".json")
+        if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("fingerprint") == fingerprint:
+            cached = np.load(args.cache)
+        else:
+            print(f"{args.cache}: made for another corpus or model: re-embedding", file=sys.stderr)
     if cached is None:
         cached = lm.embed(corpus, batch_size=args.batch_size)
         if args.cache:
             _save_npy(args.cache, cached)
+            atomic_write_text(str(args.cache) + ".json", json.dumps({"fingerprint": fingerprint,
+                                                                      "lines": len(corpus)}) + "\n")
     results = search(lm.model, lm.tokenizer, args.texts, corpus, k=args.top_k, batch_size=args.batch_size,
                      config=lm.sentence_config, corpus_embeddings=cached)
     for query, hits in zip(args.texts, results, strict=True):

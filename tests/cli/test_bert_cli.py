@@ -45,6 +45,10 @@ def test_search_ranks_lines_and_reuses_cache(minilm_path, tmp_path, capsys):
     assert (tmp_path / "c.npy").exists()
     assert main(args) == 0
     assert capsys.readouterr().out == first
+    corpus.write_text("how to bake bread\nfootball results\n", encoding="utf-8")  # edited: the cache is stale
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "re-embedding" in captured.err and "[line 2] football results" in captured.out
 
 
 @pytest.mark.slow
