@@ -84,18 +84,6 @@ def _read_json(path: Path) -> dict:
         raise FormatError(f"{path}: not valid JSON ({e})") from None
 
 
-def is_hf_bert_folder(path: str | Path) -> bool:
-    """True for a folder whose config.json says ``model_type: bert`` (directly or in its ST Transformer module)."""
-    path = Path(path)
-    if not path.is_dir():
-        return False
-    folder = transformer_folder(path)
-    try:
-        return _read_json(folder / "config.json").get("model_type") == "bert"
-    except FormatError:
-        return False
-
-
 def transformer_folder(path: Path) -> Path:
     """The folder that holds config.json: ``path`` itself or the Transformer module named in ``modules.json``."""
     modules = path / "modules.json"
