@@ -359,10 +359,6 @@ def train(
             f"= {dist_ctx.world} x {config.grad_accum}"
         )
     micro = config.batch_size // per_step
-    if dist_ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "train_config.json", json.dumps(asdict(config), indent=2) + "\n")
-
     # Seed before wrapping: every process starts from rank 0's weights anyway (DDP/FSDP broadcast them);
     # dropout masks differ per process, as they would for different examples.
     torch.manual_seed(config.seed + dist_ctx.rank)
@@ -396,6 +392,8 @@ def train(
 
     metrics_path = run_dir / "metrics.jsonl"
     if dist_ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "train_config.json", json.dumps(asdict(config), indent=2) + "\n")
         kept = _read_metrics(metrics_path, start_step) if resume else []
         atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
     metrics_file = open(metrics_path, "a", encoding="utf-8") if dist_ctx.is_main else None

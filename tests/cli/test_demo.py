@@ -8,12 +8,14 @@ import re
 import subprocess
 import sys
 
+import pytest
 import tokenizers as hf_tokenizers
 import torch
 
 import lmforge
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
     out = tmp_path / "demo"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

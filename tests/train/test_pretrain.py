@@ -152,11 +152,12 @@ def test_every_training_option_trains(builtin_data, tmp_path, option):
 
 @pytest.mark.slow
 def test_torch_compile_trains_like_eager(builtin_data, tmp_path):
-    train = {"steps": 6, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, **QUIET}
-    eager = pretrain_gpt(builtin_data, tmp_path / "eager", "tiny", SMALL, train, progress=False)
-    compiled = pretrain_gpt(builtin_data, tmp_path / "compiled", "tiny", SMALL, {**train, "compile": True},
+    train = {"steps": 5, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, **QUIET}
+    model = {**SMALL, "n_layer": 1}  # compilation time grows with the graph; one block shows the same thing
+    eager = pretrain_gpt(builtin_data, tmp_path / "eager", "tiny", model, train, progress=False)
+    compiled = pretrain_gpt(builtin_data, tmp_path / "compiled", "tiny", model, {**train, "compile": True},
                             progress=False)
-    # Inductor fuses and reorders float32 arithmetic: equal up to rounding, amplified a little by 6 Adam steps.
+    # Inductor fuses and reorders float32 arithmetic: equal up to rounding, amplified a little by 5 Adam steps.
     assert compiled.losses == pytest.approx(eager.losses, abs=2e-3)
     assert lmforge.load(tmp_path / "compiled").model.state_dict().keys() == \
         lmforge.load(tmp_path / "eager").model.state_dict().keys()
