@@ -51,7 +51,6 @@ def test_search_ranks_lines_and_reuses_cache(minilm_path, tmp_path, capsys):
     assert "re-embedding" in captured.err and "[line 2] football results" in captured.out
 
 
-@pytest.mark.slow
 def test_train_bert_then_fill_mask(tmp_path, capsys):
     from lmforge.data.corpus import builtin_documents
 
