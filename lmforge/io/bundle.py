@@ -25,13 +25,21 @@ def load_folder_tokenizer(folder: Path) -> Any:
         raise FormatError(f"{path}: not valid JSON ({e})") from None
     tokenizer = Tokenizer.from_hf_json(obj, where=str(path))
     config_path = folder / "tokenizer_config.json"
-    if config_path.exists() and not getattr(tokenizer, "chat_template", None):
+    if config_path.exists():
         try:
-            template = json.loads(config_path.read_text(encoding="utf-8")).get("chat_template")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            template = None
-        if isinstance(template, str):
-            tokenizer.chat_template = template
+            extra = json.loads(config_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise FormatError(f"{config_path}: not valid JSON ({e})") from None
+        extra = extra if isinstance(extra, dict) else {}
+        if isinstance(extra.get("chat_template"), str) and not getattr(tokenizer, "chat_template", None):
+            tokenizer.chat_template = extra["chat_template"]
+        for role in ("bos", "eos", "pad", "unk"):
+            # tokenizer.json has no notion of roles: the eos/bos/pad tokens are named here, and win over guesses
+            token = extra.get(f"{role}_token")
+            if isinstance(token, dict):  # older files: {"content": "<s>", ...}
+                token = token.get("content")
+            if isinstance(token, str) and tokenizer.token_to_id(token) is not None:
+                setattr(tokenizer, f"{role}_token", token)
     return tokenizer
 
 

@@ -369,6 +369,8 @@ def save_hf(
     ``AutoModelForCausalLM.from_pretrained(folder)``."""
     from safetensors.torch import save_file
 
+    from lmforge.io.lmforge_format import write_tokenizer_files
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     hf = config_to_hf(model.config)
@@ -382,5 +384,5 @@ def save_hf(
     atomic_write_text(folder / "config.json", json.dumps(hf, indent=2) + "\n")
     atomic_write_text(folder / "generation_config.json", json.dumps(gen, indent=2) + "\n")
     if tokenizer is not None:
-        atomic_write_text(folder / "tokenizer.json", json.dumps(tokenizer.to_hf_json(), ensure_ascii=False) + "\n")
+        write_tokenizer_files(folder, tokenizer)
     return folder

@@ -37,6 +37,23 @@ def _arch_of(model: torch.nn.Module) -> str:
     raise ConfigError(f"save_model: {type(model).__name__} is not a known lmforge model ({list(ARCHITECTURES)})")
 
 
+ROLES = ("bos", "eos", "pad", "unk")
+
+
+def write_tokenizer_files(folder: Path, tokenizer: Any) -> None:
+    """``tokenizer.json`` (HF format) and, when the tokenizer has a chat template or special-token roles,
+    ``tokenizer_config.json`` with them — where ``transformers``' ``AutoTokenizer`` (and :func:`lmforge.load`)
+    look for the template and the eos/bos/pad tokens."""
+    atomic_write_text(folder / "tokenizer.json", json.dumps(tokenizer.to_hf_json(), ensure_ascii=False) + "\n")
+    extra = {f"{role}_token": getattr(tokenizer, f"{role}_token", None) for role in ROLES}
+    extra = {k: v for k, v in extra.items() if isinstance(v, str)}
+    template = getattr(tokenizer, "chat_template", None)
+    if template:
+        extra["chat_template"] = template
+    if extra:
+        atomic_write_text(folder / "tokenizer_config.json", json.dumps(extra, indent=2, ensure_ascii=False) + "\n")
+
+
 def save_model(
     folder: str | os.PathLike, model: torch.nn.Module, tokenizer: Any = None, generation_config: dict | None = None
 ) -> Path:
@@ -65,7 +82,7 @@ def save_model(
             "generation": gen}
     atomic_write_with(folder / "model.safetensors", lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     if tokenizer is not None:
-        atomic_write_text(folder / "tokenizer.json", json.dumps(tokenizer.to_hf_json(), ensure_ascii=False) + "\n")
+        write_tokenizer_files(folder, tokenizer)
     # Written last: a folder with lmforge.json is complete.
     atomic_write_text(folder / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
     return folder

@@ -96,3 +96,26 @@ def test_export_refuses_configs_hf_cannot_hold(tmp_path):
     with pytest.raises(ConfigError, match="no Hugging Face architecture"):
         save_hf(tmp_path, model)
     assert not (tmp_path / "config.json").exists()
+
+
+def test_export_carries_tokenizer_and_chat_template_to_transformers(tmp_path, smollm2_gguf_path):
+    """SmolLM2's real tokenizer (from its GGUF file) on a small random model: transformers' AutoTokenizer reads
+    the exported folder with the same ids, special tokens and chat rendering; lmforge.load gets them back too."""
+    from transformers import AutoTokenizer
+
+    from lmforge.chat import chat_prompt
+    from lmforge.io.gguf import gguf_tokenizer, open_gguf
+
+    tokenizer = gguf_tokenizer(open_gguf(smollm2_gguf_path))
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16,
+                          norm="rms", mlp="swiglu", pos="rope", bias=False))
+    save_hf(tmp_path, model, tokenizer)
+    hf_tok = AutoTokenizer.from_pretrained(tmp_path)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of Perú?"}]
+    assert hf_tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == chat_prompt(
+        tokenizer, messages)
+    text = "Hello — wörld 123 <|im_end|>"
+    assert hf_tok(text)["input_ids"] == tokenizer.encode(text)
+    assert hf_tok.eos_token == tokenizer.eos_token
+    back = lmforge.load(tmp_path).tokenizer
+    assert back.chat_template == tokenizer.chat_template and back.eos_token_id == tokenizer.eos_token_id
