@@ -157,3 +157,15 @@ def test_bad_input_is_an_lmforge_error(lm):
         lm.generate(PROMPT, num_beams=2, temperature=0.7)
     with pytest.raises(ConfigError, match="top_p"):
         lm.generate(PROMPT, top_p=1.5)
+
+
+def test_bfloat16_load_generates_close_to_float32(lm):
+    half = lmforge.load(lm.path, dtype=torch.bfloat16)
+    assert half.model.wte.weight.dtype == torch.bfloat16
+    assert half.model.rotary.inv_freq.dtype == torch.float32
+    ids = torch.tensor([lm.tokenizer.encode(PROMPT)])
+    with torch.no_grad():
+        p32 = lm.model(ids)[0, -1].softmax(-1)
+        p16 = half.model(ids)[0, -1].float().softmax(-1)
+    assert (p32 - p16).abs().max().item() < 0.05
+    assert isinstance(half.generate(PROMPT, max_new_tokens=5), str)
