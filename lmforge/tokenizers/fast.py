@@ -171,7 +171,7 @@ def _fill_cache(tok, pieces: list[str]) -> None:
 def encode_document(tok, text: str) -> list[int]:
     """``tok.encode(text, add_special_tokens=False)`` through the compiled path where it applies: the whole
     GPT-2 / cl100k split + BPE in numba, or (other patterns) the regex split with batched numba BPE for new pieces."""
-    if tok.kind != "bpe" or tok.normalizer is not None:
+    if tok.kind != "bpe" or tok.normalizer is not None or tok._norm_matcher is not None:
         return tok._encode_ids(text)
     if not isinstance(text, str):
         from lmforge.errors import InputError

@@ -109,12 +109,14 @@ class Tokenizer:
         matched = [t for t in self.added_tokens if not (self._split_special_tokens and t.special)]
         self._raw_matcher = AddedTokenMatcher([t for t in matched if not t.normalized])
         norm_added = [t for t in matched if t.normalized]
+        # "normalized" tokens are looked for second, in what the raw ones left, after normalization (as HF);
+        # HF normalizes their contents too
         self._norm_matcher = None
-        if norm_added and self.normalizer is not None:  # HF normalizes these tokens' contents before matching
+        if norm_added:
+            norm = self.normalizer
             self._norm_matcher = AddedTokenMatcher([
-                dataclasses.replace(t, content=self.normalizer(t.content, None)[0]) for t in norm_added])
-        if norm_added and self.normalizer is None:  # with no normalizer, "normalized" tokens match in raw text
-            self._raw_matcher = AddedTokenMatcher(matched)
+                dataclasses.replace(t, content=norm(t.content, None)[0]) if norm is not None else t
+                for t in norm_added])
 
     @property
     def split_special_tokens(self) -> bool:
@@ -332,7 +334,7 @@ class Tokenizer:
                 ids.append(added)
                 continue
             seg = text[s:e]
-            if self.normalizer is None:
+            if self.normalizer is None and self._norm_matcher is None:
                 ids.extend(itertools.chain.from_iterable(map(get, self.pre_tokenizer.split_strings(seg))))
             else:
                 self._encode_normalized(seg, 0, ids, None)

@@ -323,7 +323,7 @@ def test_random_pipelines_match_hf(ours_trained, normalizer, pre_tokenizer, text
     assert ours.encode_batch([text], return_offsets=True)["offsets"][0] == [tuple(o) for o in ref.offsets]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["<x>", "ab", "[M]", "a b", "b"]), st.booleans(), st.booleans(),
                           st.booleans(), st.booleans(), st.booleans()), min_size=1, max_size=4,
                 unique_by=lambda t: t[0]),
