@@ -614,15 +614,13 @@ class AddedTokenMatcher:
         if self.regex is None or not text:
             return [(0, len(text), None)] if text else []
         out: list[tuple[int, int, int | None]] = []
-        pos = start = 0
-        while True:
-            m = self.regex.search(text, pos)
-            if m is None:
-                break
+        start = 0
+        # All matches are found first, then filtered: a match refused by single_word is not searched again for
+        # shorter tokens inside it (HF does the same).
+        for m in self.regex.finditer(text):
             tok = self.by_content[m.group()]
             s, e = m.span()
-            if tok.single_word and not _is_single_word(text, s, e):
-                pos = s + 1
+            if s < start or (tok.single_word and not _is_single_word(text, s, e)):
                 continue
             if tok.lstrip:
                 while s > start and text[s - 1].isspace():
@@ -633,7 +631,7 @@ class AddedTokenMatcher:
             if start < s:
                 out.append((start, s, None))
             out.append((s, e, tok.id))
-            start = pos = e
+            start = e
         if start < len(text):
             out.append((start, len(text), None))
         return out
