@@ -26,8 +26,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, metavar="PATH", help="model: lmforge folder, HF folder or .gguf file")
     p.add_argument("--prompt", required=True, help="text to continue ('-' reads it from standard input)")
-    p.add_argument("--max-new-tokens", type=int, default=64, metavar="N", help="most tokens to generate (64)")
-    p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="sampling temperature; 0 = greedy (0)")
+    add_sampling_arguments(p, max_new_tokens=64, temperature=0.0)
+    p.add_argument("--num-beams", type=int, default=1, metavar="N", help="beam search with N beams (1 = off)")
+    p.add_argument("--length-penalty", type=float, default=1.0, metavar="A",
+                   help="beam search: finished beams are scored log-prob / length**A (1.0)")
+    p.add_argument("--stop", action="append", default=None, metavar="TEXT",
+                   help="stop before this text (repeatable)")
+    p.add_argument("--show-probs", type=int, nargs="?", const=5, default=0, metavar="N",
+                   help="print each token's probability and its N likeliest alternatives (N=5)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch")
+    p.set_defaults(func=run_generate)
+
+
+def add_sampling_arguments(p: argparse.ArgumentParser, *, max_new_tokens: int, temperature: float) -> None:
+    """The decoding options shared by commands that generate text (``generate``, ``chat``), with their defaults."""
+    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens, metavar="N",
+                   help=f"most tokens to generate ({max_new_tokens})")
+    p.add_argument("--temperature", type=float, default=temperature, metavar="T",
+                   help=f"sampling temperature; 0 = greedy ({temperature:g})")
     p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only among the K likeliest tokens")
     p.add_argument("--top-p", type=float, default=None, metavar="P",
                    help="nucleus sampling: smallest set of tokens with probability mass >= P")
@@ -35,24 +51,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="drop tokens less likely than P times the likeliest one")
     p.add_argument("--repetition-penalty", type=float, default=None, metavar="R",
                    help="divide the scores of already-seen tokens by R (> 1 discourages repeats)")
-    p.add_argument("--num-beams", type=int, default=1, metavar="N", help="beam search with N beams (1 = off)")
-    p.add_argument("--length-penalty", type=float, default=1.0, metavar="A",
-                   help="beam search: finished beams are scored log-prob / length**A (1.0)")
-    p.add_argument("--stop", action="append", default=None, metavar="TEXT",
-                   help="stop before this text (repeatable)")
     p.add_argument("--seed", type=int, default=None, help="random seed, for reproducible sampling")
-    p.add_argument("--show-probs", type=int, nargs="?", const=5, default=0, metavar="N",
-                   help="print each token's probability and its N likeliest alternatives (N=5)")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch")
-    p.set_defaults(func=run_generate)
+
+
+def sampling_options(args: argparse.Namespace) -> dict:
+    """The ``lm.generate`` keyword arguments set by :func:`add_sampling_arguments`."""
+    return {
+        "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k,
+        "top_p": args.top_p, "min_p": args.min_p, "repetition_penalty": args.repetition_penalty, "seed": args.seed,
+    }
 
 
 def _options(args: argparse.Namespace) -> dict:
-    return {
-        "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k,
-        "top_p": args.top_p, "min_p": args.min_p, "repetition_penalty": args.repetition_penalty,
-        "num_beams": args.num_beams, "length_penalty": args.length_penalty, "stop": args.stop, "seed": args.seed,
-    }
+    return {**sampling_options(args), "num_beams": args.num_beams, "length_penalty": args.length_penalty,
+            "stop": args.stop}
 
 
 def run_generate(args: argparse.Namespace) -> int:
