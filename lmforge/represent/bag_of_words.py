@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import chain, count, repeat
+from itertools import chain, count, islice, repeat
 from typing import Any
 
 import numpy as np
@@ -140,12 +140,25 @@ class BagOfWords:
         tokens = self._tokenize(text)
         return word_ngrams(tokens if isinstance(tokens, list) else list(tokens), self.ngram_range)
 
-    def _analyze_all(self, documents: Iterable[str]) -> tuple[list[list[str]], np.ndarray]:
-        """Terms of every document, and the number of terms per document ``(n_docs,)``."""
+    def _columns(self, documents: Iterable[str], lookup: Callable, ids: Iterable) -> tuple[np.ndarray, np.ndarray]:
+        """``lookup(term, next(ids))`` for every term of every document, and the number of terms per document.
+
+        Documents are analyzed in chunks so the term strings of one chunk are freed before the next is read.
+        Returns (values (n_terms_total,) int64, lengths (n_docs,) int64).
+        """
         if isinstance(documents, str):
             raise InputError("documents: expected a list of strings, got one string (wrap it in a list)")
-        term_lists = [self.analyze(doc) for doc in documents]
-        return term_lists, np.fromiter(map(len, term_lists), dtype=np.int64, count=len(term_lists))
+        documents = iter(documents)
+        values, lengths = [], []
+        while chunk := list(islice(documents, 4096)):
+            term_lists = [self.analyze(doc) for doc in chunk]
+            chunk_lengths = np.fromiter(map(len, term_lists), dtype=np.int64, count=len(term_lists))
+            total = int(chunk_lengths.sum())
+            values.append(np.fromiter(map(lookup, chain.from_iterable(term_lists), ids), dtype=np.int64, count=total))
+            lengths.append(chunk_lengths)
+        if not lengths:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(values), np.concatenate(lengths)
 
     def build_analyzer(self) -> Callable[[str], list[str]]:
         """scikit-learn-style accessor: the function that turns a document into its terms."""
@@ -158,17 +171,14 @@ class BagOfWords:
 
     def fit_transform(self, documents: Iterable[str]) -> sp.csr_matrix:
         """Learn the vocabulary (and idf) from ``documents`` and return their matrix ``(n_docs, n_terms)``."""
-        term_lists, lengths = self._analyze_all(documents)
-        if not term_lists:
-            raise InputError("documents: empty corpus (no documents to learn a vocabulary from)")
-        total = int(lengths.sum())
-        if total == 0:
-            raise InputError("documents: empty vocabulary; the documents contain no tokens")
         # each term's id is the position of its first occurrence: setdefault keeps the first position it is given
         first_position: dict[str, int] = {}
-        positions = np.fromiter(
-            map(first_position.setdefault, chain.from_iterable(term_lists), count()), dtype=np.int64, count=total
-        )
+        positions, lengths = self._columns(documents, first_position.setdefault, count())
+        if len(lengths) == 0:
+            raise InputError("documents: empty corpus (no documents to learn a vocabulary from)")
+        total = len(positions)
+        if total == 0:
+            raise InputError("documents: empty vocabulary; the documents contain no tokens")
         terms = list(first_position)  # in order of first occurrence
         alphabetical = sorted(range(len(terms)), key=terms.__getitem__)
         column_of_term = np.empty(len(terms), dtype=np.int64)
@@ -177,7 +187,7 @@ class BagOfWords:
         column_at_first[np.fromiter(first_position.values(), dtype=np.int64, count=len(terms))] = column_of_term
         counts = _count_matrix(lengths, column_at_first[positions], len(terms))
         vocabulary = {terms[k]: column for column, k in enumerate(alphabetical)}
-        counts, vocabulary = self._prune(counts, vocabulary, len(term_lists))
+        counts, vocabulary = self._prune(counts, vocabulary, len(lengths))
         self.vocabulary_ = vocabulary
         if self.binary:
             counts.data.fill(1)
@@ -191,11 +201,7 @@ class BagOfWords:
         """Matrix ``(n_docs, n_terms)`` of ``documents`` over the fitted vocabulary (unknown terms are dropped)."""
         if not self.vocabulary_:
             raise InputError("BagOfWords: not fitted yet; call fit() or fit_transform() first")
-        term_lists, lengths = self._analyze_all(documents)
-        total = int(lengths.sum())
-        columns = np.fromiter(
-            map(self.vocabulary_.get, chain.from_iterable(term_lists), repeat(-1)), dtype=np.int64, count=total
-        )
+        columns, lengths = self._columns(documents, self.vocabulary_.get, repeat(-1))
         counts = _count_matrix(lengths, columns, len(self.vocabulary_))
         if self.binary:
             counts.data.fill(1)
