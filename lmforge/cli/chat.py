@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lmforge.cli.generate import add_sampling_arguments, sampling_options
+
 HELP = "chat with an instruct model in the terminal (its chat template, streamed answers)"
 DESCRIPTION = """\
 Multi-turn chat with an instruct model (a .gguf file, a Hugging Face folder or an lmforge folder whose tokenizer
@@ -23,17 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, metavar="PATH", help="model: .gguf file, HF folder or lmforge folder")
     p.add_argument("--system", metavar="TEXT", help="system prompt (default: the template's own, if any)")
-    p.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="longest answer in tokens (256)")
-    p.add_argument("--temperature", type=float, default=0.7, metavar="T",
-                   help="sampling temperature; 0 = greedy, deterministic (0.7)")
-    p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only among the K likeliest tokens")
-    p.add_argument("--top-p", type=float, default=None, metavar="P",
-                   help="nucleus sampling: smallest set of tokens with probability mass >= P")
-    p.add_argument("--min-p", type=float, default=None, metavar="P",
-                   help="drop tokens less likely than P times the likeliest one")
-    p.add_argument("--repetition-penalty", type=float, default=None, metavar="R",
-                   help="divide the scores of already-seen tokens by R (> 1 discourages repeats)")
-    p.add_argument("--seed", type=int, default=None, help="random seed, for reproducible sampling")
+    add_sampling_arguments(p, max_new_tokens=256, temperature=0.7)
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch")
     p.set_defaults(func=run_chat)
 
@@ -45,10 +37,7 @@ def _decoding_options(args: argparse.Namespace) -> dict:
         raise ConfigError(f"--max-new-tokens: expected a positive integer, got {args.max_new_tokens}")
     if args.temperature < 0:
         raise ConfigError(f"--temperature: expected a value >= 0, got {args.temperature}")
-    return {
-        "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k,
-        "top_p": args.top_p, "min_p": args.min_p, "repetition_penalty": args.repetition_penalty, "seed": args.seed,
-    }
+    return sampling_options(args)
 
 
 def run_chat(args: argparse.Namespace) -> int:
