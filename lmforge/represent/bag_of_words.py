@@ -179,14 +179,13 @@ class BagOfWords:
         total = len(positions)
         if total == 0:
             raise InputError("documents: empty vocabulary; the documents contain no tokens")
-        terms = list(first_position)  # in order of first occurrence
-        alphabetical = sorted(range(len(terms)), key=terms.__getitem__)
-        column_of_term = np.empty(len(terms), dtype=np.int64)
-        column_of_term[alphabetical] = np.arange(len(terms))
+        n_terms = len(first_position)
+        vocabulary = dict(zip(sorted(first_position), range(n_terms), strict=True))  # columns: alphabetical
+        # column of each term, in order of first occurrence (C loops: map, fromiter)
+        column_of_term = np.fromiter(map(vocabulary.__getitem__, first_position), dtype=np.int64, count=n_terms)
         column_at_first = np.empty(total, dtype=np.int64)
-        column_at_first[np.fromiter(first_position.values(), dtype=np.int64, count=len(terms))] = column_of_term
-        counts = _count_matrix(lengths, column_at_first[positions], len(terms))
-        vocabulary = {terms[k]: column for column, k in enumerate(alphabetical)}
+        column_at_first[np.fromiter(first_position.values(), dtype=np.int64, count=n_terms)] = column_of_term
+        counts = _count_matrix(lengths, column_at_first[positions], n_terms)
         counts, vocabulary = self._prune(counts, vocabulary, len(lengths))
         self.vocabulary_ = vocabulary
         if self.binary:
