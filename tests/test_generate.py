@@ -16,15 +16,6 @@ from lmforge.io import save_model
 from lmforge.models.gpt import GPT, GPTConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: thread start-up costs more than it saves, and the test machine is shared.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_tiny_text_model(folder: Path, eos_token_id: int | list[int] | None = None, seed: int = 0) -> Path:
     """An lmforge model folder: a random 2-layer Llama-style GPT + a 400-token byte-level BPE trained by HF
     tokenizers on the built-in corpus (so multi-byte characters span several tokens)."""

@@ -8,15 +8,6 @@ import torch
 import lmforge
 from lmforge.generate import generate_ids
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: thread start-up costs more than it saves, and the test machine is shared.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 pytestmark = pytest.mark.xdist_group("hf_tiny_gpt")
 
 PROMPTS = [[5, 9, 14, 3, 22, 7], [40, 41, 2], [17, 60, 18, 9]]

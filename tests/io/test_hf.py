@@ -15,14 +15,6 @@ from lmforge.io import save_hf
 from lmforge.models.gpt import GPT, GPTConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def llama_folder(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM

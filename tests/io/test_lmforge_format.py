@@ -13,14 +13,6 @@ from lmforge.io import detect_format, save_model
 from lmforge.models.gpt import GPT, PRESETS, GPTConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("preset", ["tiny", "llama-tiny"])
 def test_round_trip_gives_identical_logits(preset, tmp_path):
     torch.manual_seed(0)

@@ -9,15 +9,6 @@ import torch.nn.functional as F
 from lmforge.errors import ConfigError, InputError
 from lmforge.models.gpt import GPT, PRESETS, GPTConfig
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: thread start-up costs more than it saves, and the test machine is shared.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 TINY = dict(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=32)
 VARIANTS = {
     "gpt2": GPTConfig(**TINY),

@@ -10,15 +10,6 @@ import lmforge
 from lmforge.io import save_hf
 from lmforge.models.gpt import GPT, GPTConfig
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: thread start-up costs more than it saves, and the test machine is shared.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 pytestmark = pytest.mark.xdist_group("hf_tiny_gpt")
 
 

@@ -10,15 +10,6 @@ from lmforge.nn import Attention, KVCache, build_mask
 from lmforge.nn.positions import Rotary
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: thread start-up costs more than it saves, and the test machine is shared.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -13,15 +13,6 @@ from lmforge.nn import Block, BlockConfig, FeedForward, MoE, RMSNorm, Rotary, ap
 from lmforge.nn.moe import load_balancing_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: thread start-up costs more than it saves, and the test machine is shared.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _copy_from_torch_layer(ours: Block, ref: nn.TransformerEncoderLayer) -> None:
     with torch.no_grad():
         ours.attn.qkv.weight.copy_(ref.self_attn.in_proj_weight)
