@@ -85,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     similar.add_argument("--topn", type=int, default=10, metavar="N", help="how many neighbours (10)")
     similar.set_defaults(func=run_similar)
 
-    analogy = sub.add_parser("analogy", help="A is to B as C is to ?  (answers A - B + C, e.g. king man woman)")
+    analogy = sub.add_parser("analogy", help="A - B + C: the word that is to C what A is to B "
+                             "(king man woman -> queen)")
     analogy.add_argument("words", nargs=3, metavar="WORD")
     _vectors_option(analogy)
     analogy.add_argument("--topn", type=int, default=5, metavar="N", help="how many answers (5)")
