@@ -104,3 +104,25 @@ def test_lmforge_style_tokenizer_is_duck_typed():
 @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60))
 def test_fast_default_pattern_matches_sklearn_pattern(text):
     assert re.findall(_FAST_DEFAULT_PATTERN, text) == re.findall(DEFAULT_TOKEN_PATTERN, text)
+
+
+def test_lmforge_wordpiece_tokenizer_matches_hf_tokenization_in_sklearn(docs, minilm_path):
+    # BagOfWords on lmforge's real Tokenizer (all-MiniLM's WordPiece) vs CountVectorizer on HF tokenizers' tokens
+    from tokenizers import Tokenizer as HFTokenizer
+
+    from lmforge.tokenizers import load_tokenizer
+
+    ours_tokenizer = load_tokenizer(minilm_path / "tokenizer.json")
+    hf = HFTokenizer.from_file(str(minilm_path / "tokenizer.json"))
+    hf.no_truncation()  # the file truncates and pads to 128 tokens (for the model); a bag keeps the text only
+    hf.no_padding()
+
+    def hf_tokens(text: str) -> list[str]:
+        return hf.encode(text, add_special_tokens=False).tokens
+
+    sample = [d[:2000] for d in docs[:20]]
+    ours = BagOfWords(tokenizer=ours_tokenizer, lowercase=False)
+    theirs = CountVectorizer(tokenizer=hf_tokens, token_pattern=None, lowercase=False)
+    _same_sparse(ours.fit_transform(sample), theirs.fit_transform(sample))
+    assert ours.vocabulary_ == theirs.vocabulary_
+    assert any(term.startswith("##") for term in ours.vocabulary_)  # WordPiece continuation pieces are terms
