@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,15 @@ def _package_dir(name: str) -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(list(spec.submodule_search_locations)[0])
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Every test starts with one intra-op thread, even if an earlier test (or a CLI handler run in-process with
+    --threads) changed it: tiny models gain nothing from more, and two test processes share two cores."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -60,6 +60,41 @@ def _build_table(keys_in, vals_in):
 
 # ------------------------------------------------------------------------------------------------ encoding
 @_njit
+def _merge_in_place(buf, n, keys, vals):
+    """BPE on the ids ``buf[:n]``: apply the lowest-ranked merge present, all its occurrences, until none is left;
+    returns the new length. ``keys``/``vals`` is the pair table (pair -> rank << 32 | merged id)."""
+    while n >= 2:
+        best_rank = np.int64(1) << 62
+        best_a = -1
+        best_b = -1
+        best_new = -1
+        for i in range(n - 1):
+            key = (buf[i] << 32) | buf[i + 1]
+            j = _slot(keys, key)
+            if keys[j] == key:
+                rank = vals[j] >> 32
+                if rank < best_rank:
+                    best_rank = rank
+                    best_a = buf[i]
+                    best_b = buf[i + 1]
+                    best_new = vals[j] & 0xFFFFFFFF
+        if best_a < 0:
+            break
+        m = 0
+        i = 0
+        while i < n:
+            if i + 1 < n and buf[i] == best_a and buf[i + 1] == best_b:
+                buf[m] = best_new
+                i += 2
+            else:
+                buf[m] = buf[i]
+                i += 1
+            m += 1
+        n = m
+    return n
+
+
+@_njit
 def _encode_words(data, starts, byte_ids, keys, vals):
     """BPE-encode many words at once. ``data[starts[w]:starts[w+1]]`` are word w's bytes; ``vals`` hold
     ``rank << 32 | new_id``. Returns the ids of all words back to back and where each word's ids start.
@@ -77,34 +112,7 @@ def _encode_words(data, starts, byte_ids, keys, vals):
         for k in range(starts[w], starts[w + 1]):
             buf[n] = byte_ids[data[k]]
             n += 1
-        while n >= 2:
-            best_rank = np.int64(1) << 62
-            best_a = -1
-            best_b = -1
-            best_new = -1
-            for i in range(n - 1):
-                key = (buf[i] << 32) | buf[i + 1]
-                j = _slot(keys, key)
-                if keys[j] == key:
-                    rank = vals[j] >> 32
-                    if rank < best_rank:
-                        best_rank = rank
-                        best_a = buf[i]
-                        best_b = buf[i + 1]
-                        best_new = vals[j] & 0xFFFFFFFF
-            if best_a < 0:
-                break
-            m = 0
-            i = 0
-            while i < n:
-                if i + 1 < n and buf[i] == best_a and buf[i + 1] == best_b:
-                    buf[m] = best_new
-                    i += 2
-                else:
-                    buf[m] = buf[i]
-                    i += 1
-                m += 1
-            n = m
+        n = _merge_in_place(buf, n, keys, vals)
         for i in range(n):
             out[pos] = buf[i]
             pos += 1
@@ -448,34 +456,7 @@ def _encode_text_compiled(data, classes, mode, byte_ids, keys, vals, c_off, c_le
             for t in range(p, e):
                 buf[m] = byte_ids[data[t]]
                 m += 1
-            while m >= 2:
-                best_rank = np.int64(1) << 62
-                best_a = -1
-                best_b = -1
-                best_new = -1
-                for i in range(m - 1):
-                    key = (buf[i] << 32) | buf[i + 1]
-                    j = _slot(keys, key)
-                    if keys[j] == key:
-                        rank = vals[j] >> 32
-                        if rank < best_rank:
-                            best_rank = rank
-                            best_a = buf[i]
-                            best_b = buf[i + 1]
-                            best_new = vals[j] & 0xFFFFFFFF
-                if best_a < 0:
-                    break
-                w = 0
-                i = 0
-                while i < m:
-                    if i + 1 < m and buf[i] == best_a and buf[i + 1] == best_b:
-                        buf[w] = best_new
-                        i += 2
-                    else:
-                        buf[w] = buf[i]
-                        i += 1
-                    w += 1
-                m = w
+            m = _merge_in_place(buf, m, keys, vals)
             kpool = _grow(kpool, k_used + (e - p))
             ipool = _grow(ipool, i_used + m)
             kpool[k_used:k_used + (e - p)] = data[p:e]

@@ -17,11 +17,6 @@ from lmforge.models.bert import Bert, BertConfig
 pytestmark = pytest.mark.xdist_group("minilm")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 def test_embed_prints_and_saves(minilm_path, tmp_path, capsys):
     texts = ["A man is eating food.", "Someone eats a meal.", "The sky is blue."]
     assert main(["embed", "--model", str(minilm_path), *texts]) == 0

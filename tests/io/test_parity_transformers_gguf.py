@@ -35,18 +35,8 @@ CONVERSATION = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # One thread per process: CI runs two test processes on two cores, and torch's 2-thread kernels slow down
-    # ~10x when their threads compete with another process for the cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def hf_smollm2(smollm2_gguf_path, one_thread):
+def hf_smollm2(smollm2_gguf_path):
     """transformers' tokenizer and model from the same GGUF (~20-40 s, ~1 GB): loaded once for the module."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -62,7 +52,7 @@ def cache_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lm(smollm2_gguf_path, cache_root, one_thread):
+def lm(smollm2_gguf_path, cache_root):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(cache.CACHE_ENV, str(cache_root))
         return lmforge.load(smollm2_gguf_path)

@@ -28,12 +28,6 @@ from lmforge.train.finetune import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small models gain nothing from more threads, and on a shared machine spinning threads cost a lot.
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def tiny_bert(minilm_path, tmp_path_factory):
     """A tiny randomly initialised BERT with the real MiniLM WordPiece vocabulary, as an HF folder."""

@@ -39,15 +39,6 @@ class Regression:
         self.gen.set_state(torch.tensor(state["rng"], dtype=torch.uint8))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tests run two at a time on two cores: more threads per test only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_model() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(8, 32), nn.Linear(32, 3))  # linear: the target is reachable exactly

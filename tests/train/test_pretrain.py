@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import lmforge
 from lmforge.cli import main as cli
@@ -32,15 +31,6 @@ MEMO_TEXT = (
     "and once at dusk, when it ran amber. Her maps were sold in the harbour market beside jars of salted plums, "
     "and sailors swore that a Quillon chart had never once led a ship onto the rocks of the northern strait."
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tests run two at a time on two cores: more threads per test only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
