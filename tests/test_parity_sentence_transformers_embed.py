@@ -117,3 +117,30 @@ def test_bad_inputs(lm):
     assert lm.embed([]).shape == (0, 384)
     with pytest.raises(InputError, match="empty"):
         search(lm.model, lm.tokenizer, ["q"], [])
+
+
+def test_transformer_in_a_sub_folder_loads_like_sentence_transformers(minilm_path, tmp_path, lm):
+    """Older sentence-transformers folders keep the transformer in ``0_Transformer/`` (no top-level config.json)."""
+    import json
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    folder = tmp_path / "st"
+    sub = folder / "0_Transformer"
+    sub.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json", "sentence_bert_config.json"):
+        shutil.copy(minilm_path / name, sub / name)
+    shutil.copytree(minilm_path / "1_Pooling", folder / "1_Pooling")
+    modules = json.loads((minilm_path / "modules.json").read_text())
+    modules[0]["path"] = "0_Transformer"
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "2_Normalize").mkdir()
+
+    ours = lmforge.load(folder).embed(SENTENCES[:4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = SentenceTransformer(str(folder), device="cpu").encode(SENTENCES[:4], convert_to_numpy=True)
+    assert _cosines(ours, ref).min() >= 0.99999
+    np.testing.assert_allclose(ours, lm.embed(SENTENCES[:4]), atol=1e-6)

@@ -53,6 +53,11 @@ def detect_format(path: Path) -> str:
     if (path / "lmforge.json").exists():
         return LMFORGE_LOADER
     config_path = path / "config.json"
+    if not config_path.exists() and (path / "modules.json").exists():
+        # A sentence-transformers folder may keep its transformer in a sub-folder (e.g. 0_Transformer/).
+        from lmforge.io.hf_bert import transformer_folder
+
+        config_path = transformer_folder(path) / "config.json"
     if config_path.exists():
         try:
             model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
