@@ -263,6 +263,8 @@ def _batch(enc: Encoded, rows: np.ndarray) -> dict[str, torch.Tensor]:
 class FinetuneTask:
     """Shuffled passes over the training examples (an epoch = ceil(N / batch) steps) for the training loop."""
 
+    reports_perplexity = False  # a classifier's cross-entropy is not a language model's perplexity
+
     def __init__(self, train_set: Encoded, eval_set: Encoded | None, seed: int = 0) -> None:
         self.train_set, self.eval_set = train_set, eval_set
         self.rng = np.random.default_rng(seed)

@@ -18,7 +18,8 @@ The loop knows nothing about language models. What it trains on is a **task**: a
     continues with exactly the batches an uninterrupted run would have seen.
 
 Optional: ``tokens_in(batch) -> int`` (the tokens a batch holds, for tokens/s; default: ``numel`` of the
-first tensor).
+first tensor); ``reports_perplexity = False`` when the loss is not a per-token cross-entropy (e.g. a
+classifier's), so that no ``exp(loss)`` is logged as a perplexity.
 
 ``train(model, task, config, run_dir)`` then does AdamW with decoupled weight decay (none on norms, biases
 and embeddings), linear warm-up + cosine decay, gradient clipping and accumulation, optional bf16 autocast
@@ -462,8 +463,11 @@ def train(
                                     dist_ctx, dev, config.bf16)
                 if val_loss is not None:
                     row["val_loss"] = val_loss
-                    row["val_ppl"] = math.exp(min(val_loss, 700.0))
-                    bar.write(f"step {step}: val loss {val_loss:.4f}, perplexity {row['val_ppl']:.2f}")
+                    if getattr(task, "reports_perplexity", True):
+                        row["val_ppl"] = math.exp(min(val_loss, 700.0))
+                        bar.write(f"step {step}: val loss {val_loss:.4f}, perplexity {row['val_ppl']:.2f}")
+                    else:
+                        bar.write(f"step {step}: val loss {val_loss:.4f}")
             if metrics_file is not None:
                 metrics_file.write(json.dumps(row) + "\n")
                 metrics_file.flush()

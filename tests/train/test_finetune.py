@@ -114,6 +114,10 @@ def test_classification_learns(tiny_bert, tmp_path):
                       eval_examples=_presence_data(100, 1), epochs=4, lr=3e-3, batch_size=32, progress=False)
     assert result.metrics["accuracy"] >= 0.9  # chance is ~0.5
     assert result.losses[-1] < result.losses[0]
+    # validation loss is logged, but no "perplexity": a classifier's cross-entropy is not one
+    rows = [json.loads(line) for line in (tmp_path / "clf" / "metrics.jsonl").read_text().splitlines()]
+    evaluated = [r for r in rows if "val_loss" in r]
+    assert evaluated and not any("val_ppl" in r for r in rows)
     preds = predict(tmp_path / "clf", ["the film excellent story night", "the film story night old"])
     assert [p.label for p in preds] == ["pos", "neg"]
     # what we saved is a real HF BertForSequenceClassification with the same outputs
