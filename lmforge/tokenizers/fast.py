@@ -794,6 +794,20 @@ def _bump(table, used, key, d, stamp, touched, n_touched):
 
 
 @_njit
+def _move_pair(table, used, old_key, new_key, wt, stamp, touched, n_touched, occ_word, occ_next, n_occ, w):
+    """A merge turned one occurrence of pair ``old_key`` (in word ``w``, of weight ``wt``) into ``new_key``:
+    move the count and link the occurrence into the new pair's list."""
+    table, j, used, touched, n_touched = _bump(table, used, old_key, -wt, stamp, touched, n_touched)
+    table, j, used, touched, n_touched = _bump(table, used, new_key, wt, stamp, touched, n_touched)
+    occ_word = _grow(occ_word, n_occ + 1)
+    occ_next = _grow(occ_next, n_occ + 1)
+    occ_word[n_occ] = w
+    occ_next[n_occ] = table[j, _HEAD]
+    table[j, _HEAD] = n_occ
+    return table, used, touched, n_touched, occ_word, occ_next, n_occ + 1
+
+
+@_njit
 def _train_steps(sym, wstart, wlen, weight, table, occ_word, occ_next, hc, hk, scalars, merges_out, seen,
                  touched, steps, first_id, min_frequency):
     """Run up to ``steps`` merges of ``bpe.train_bpe``'s loop. Per occurrence only the neighbouring pairs
@@ -840,28 +854,14 @@ def _train_steps(sym, wstart, wlen, weight, table, occ_word, occ_next, hc, hk, s
                 if i + 1 < n and sym[st + i] == a and sym[st + i + 1] == b:
                     if m > 0:  # left neighbour (already rewritten, so it may be a new token itself)
                         left = sym[st + m - 1]
-                        table, j, used, touched, n_touched = _bump(table, used, (left << 32) | a, -wt, stamp,
-                                                                   touched, n_touched)
-                        table, j, used, touched, n_touched = _bump(table, used, (left << 32) | new_id, wt, stamp,
-                                                                   touched, n_touched)
-                        occ_word = _grow(occ_word, n_occ + 1)
-                        occ_next = _grow(occ_next, n_occ + 1)
-                        occ_word[n_occ] = w
-                        occ_next[n_occ] = table[j, _HEAD]
-                        table[j, _HEAD] = n_occ
-                        n_occ += 1
+                        table, used, touched, n_touched, occ_word, occ_next, n_occ = _move_pair(
+                            table, used, (left << 32) | a, (left << 32) | new_id, wt, stamp, touched, n_touched,
+                            occ_word, occ_next, n_occ, w)
                     if i + 2 < n:  # right neighbour (not yet rewritten)
                         right = sym[st + i + 2]
-                        table, j, used, touched, n_touched = _bump(table, used, (b << 32) | right, -wt, stamp,
-                                                                   touched, n_touched)
-                        table, j, used, touched, n_touched = _bump(table, used, (new_id << 32) | right, wt, stamp,
-                                                                   touched, n_touched)
-                        occ_word = _grow(occ_word, n_occ + 1)
-                        occ_next = _grow(occ_next, n_occ + 1)
-                        occ_word[n_occ] = w
-                        occ_next[n_occ] = table[j, _HEAD]
-                        table[j, _HEAD] = n_occ
-                        n_occ += 1
+                        table, used, touched, n_touched, occ_word, occ_next, n_occ = _move_pair(
+                            table, used, (b << 32) | right, (new_id << 32) | right, wt, stamp, touched, n_touched,
+                            occ_word, occ_next, n_occ, w)
                     sym[st + m] = new_id
                     i += 2
                 else:
