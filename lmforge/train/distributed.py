@@ -26,6 +26,7 @@ class DistContext:
     world: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # this context joined the process group, so it leaves it in close()
 
     @property
     def is_main(self) -> bool:
@@ -58,6 +59,14 @@ class DistContext:
         if self.active:
             dist.barrier()
 
+    def close(self) -> None:
+        """Leave the process group this context joined. Without it, gloo's threads can still be running when the
+        interpreter exits, and a process then aborts ("terminate called without an active exception")."""
+        if self.owns_group and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+        self.owns_group = False
+
     @contextlib.contextmanager
     def grad_sync(self, model: nn.Module, enabled: bool) -> Iterator[None]:
         """Skip the gradient all-reduce on accumulation micro-batches but the last (it would be wasted)."""
@@ -87,9 +96,10 @@ def init_distributed() -> DistContext:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistContext(rank=rank, world=world, local_rank=local_rank, device=device)
+    return DistContext(rank=rank, world=world, local_rank=local_rank, device=device, owns_group=owns_group)
 
 
 def _shard_units(model: nn.Module) -> list[nn.Module]:

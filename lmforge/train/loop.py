@@ -485,4 +485,5 @@ def train(
     result.step, result.val_loss = step, val_loss
     if step != last_saved and step > 0:
         result.checkpoint = save(step, val_loss)
+    dist_ctx.close()
     return result
