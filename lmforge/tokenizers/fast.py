@@ -257,6 +257,17 @@ def _code_point(data, p):
 
 
 @_njit
+def _class_run_end(data, e, n, classes, k):
+    """End of the run of chars of class ``k`` that starts at byte ``e`` (``e`` itself if none)."""
+    while e < n:
+        c, w = _code_point(data, e)
+        if classes[c] != k:
+            break
+        e += w
+    return e
+
+
+@_njit
 def _gpt2_piece_end(data, p, n, classes):
     r"""End (byte index) of the GPT-2 pattern's match at ``p``:
     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ — alternatives in that order."""
@@ -278,13 +289,7 @@ def _gpt2_piece_end(data, p, n, classes):
             k = k_next
             q = p + 1
     if k != _SPACE:
-        e = q
-        while e < n:
-            c2, w2 = _code_point(data, e)
-            if classes[c2] != k:
-                break
-            e += w2
-        return e
+        return _class_run_end(data, q, n, classes, k)
     e = p
     last = p
     while e < n:  # a whitespace run; unless it reaches the end, leave its last char to the next word
@@ -324,12 +329,7 @@ def _cl100k_piece_end(data, p, n, classes):
     if k == _LETTER or (k != _NUMBER and c != 13 and c != 10 and p + width < n
                         and classes[_code_point(data, p + width)[0]] == _LETTER):
         e = p if k == _LETTER else p + width  # an optional non-letter/number/newline char, then letters
-        while e < n:
-            c2, w2 = _code_point(data, e)
-            if classes[c2] != _LETTER:
-                break
-            e += w2
-        return e
+        return _class_run_end(data, e, n, classes, _LETTER)
     if k == _NUMBER:  # numbers in groups of at most three
         e = p
         taken = 0
@@ -344,12 +344,7 @@ def _cl100k_piece_end(data, p, n, classes):
     if c == 32 and p + 1 < n and classes[_code_point(data, p + 1)[0]] == _OTHER:
         q = p + 1
     if classes[_code_point(data, q)[0]] == _OTHER:  # punctuation run, then any newlines
-        e = q
-        while e < n:
-            c2, w2 = _code_point(data, e)
-            if classes[c2] != _OTHER:
-                break
-            e += w2
+        e = _class_run_end(data, q, n, classes, _OTHER)
         while e < n and (data[e] == 13 or data[e] == 10):
             e += 1
         return e
