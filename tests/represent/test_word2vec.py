@@ -75,8 +75,12 @@ def test_fixed_seed_is_reproducible_with_one_worker(corpus):
 
 
 def test_two_workers_learn_as_well(corpus):
-    model = Word2Vec(corpus, vector_size=16, window=3, min_count=1, epochs=5, workers=2, engine="numba")
+    # Hogwild threads race, so the result is not reproducible; sample=0 as in the one-worker test above (with
+    # subsampling this tiny grammar loses most class-word occurrences and the rate varies 0.7-1.0 from seed to seed,
+    # with one worker as with two). Over 20 seeds with two workers every run scored 1.0.
+    model = Word2Vec(corpus, vector_size=16, window=3, min_count=1, sample=0, epochs=5, workers=2, engine="numba")
     assert nearest_same_class_rate(model.wv) >= 0.95
+    assert model.loss_history[-1] < model.loss_history[0] - 0.1
 
 
 def test_vocabulary_follows_gensim_rules(corpus):
