@@ -7,7 +7,7 @@ know — accept ``**_``):
 - lmforge model folder (has ``lmforge.json``; its ``arch`` picks the model class, see
   :data:`lmforge.io.lmforge_format.ARCHITECTURES`) → ``lmforge.io.lmforge_format.load_lmforge``;
 - Hugging Face folder (``config.json``; ``model_type`` picks the row of :data:`HF_LOADERS`):
-  gpt2 / llama / mistral / mixtral → ``lmforge.io.hf.load_hf``; bert → ``lmforge.io.hf_bert.load``;
+  gpt2 / llama / mistral / mixtral / qwen2 → ``lmforge.io.hf.load_hf``; bert → ``lmforge.io.hf_bert.load``;
 - a ``.gguf`` file → ``lmforge.io.gguf.load_gguf``.
 
 Adding a format or an HF architecture is one line in the tables below.
@@ -31,6 +31,7 @@ HF_LOADERS: dict[str, str] = {
     "llama": "lmforge.io.hf:load_hf",
     "mistral": "lmforge.io.hf:load_hf",
     "mixtral": "lmforge.io.hf:load_hf",
+    "qwen2": "lmforge.io.hf:load_hf",
     "bert": "lmforge.io.hf_bert:load",
 }
 LMFORGE_LOADER = "lmforge.io.lmforge_format:load_lmforge"

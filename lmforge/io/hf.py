@@ -1,5 +1,6 @@
-"""Hugging Face model folders for the GPT family: import GPT-2, Llama, Mistral and Mixtral checkpoints, and
-export lmforge GPT models back to the layout ``transformers`` loads.
+"""Hugging Face model folders for the GPT family: import GPT-2, Llama, Mistral, Mixtral and Qwen2 checkpoints
+(with RoPE scaling: linear, dynamic, llama3, yarn; and sliding-window attention), and export lmforge GPT models back
+to the layout ``transformers`` loads.
 
 A folder holds ``config.json`` (``model_type`` picks the architecture), the weights (``model.safetensors``,
 a sharded ``model.safetensors.index.json``, or ``pytorch_model.bin`` read with ``weights_only=True``), and usually
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from lmforge.errors import ConfigError, FormatError
 from lmforge.fileio import atomic_write_text, atomic_write_with
 from lmforge.models.gpt import GPT, GPTConfig
 
-SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "mistral", "mixtral")
+SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "mistral", "mixtral", "qwen2")
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ NAME_TABLES: dict[str, list[Row]] = {
         _r("blocks.{i}.mlp.experts.{e}.proj.weight", "model.layers.{i}.block_sparse_moe.experts.{e}.w2.weight"),
     ],
 }
-NAME_TABLES["mistral"] = NAME_TABLES["llama"]
+NAME_TABLES["mistral"] = NAME_TABLES["qwen2"] = NAME_TABLES["llama"]
 
 
 # ---------------------------------------------------------------- configs
@@ -123,7 +123,7 @@ _GPT2_ACTIVATIONS = {
 
 
 def config_from_hf(hf: dict, source: str = "config.json") -> GPTConfig:
-    """Translate an HF ``config.json`` (gpt2 / llama / mistral / mixtral) into a :class:`GPTConfig`."""
+    """Translate an HF ``config.json`` (gpt2 / llama / mistral / mixtral / qwen2) into a :class:`GPTConfig`."""
     model_type = hf.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ConfigError(
@@ -149,29 +149,86 @@ def config_from_hf(hf: dict, source: str = "config.json") -> GPTConfig:
     act = _get(hf, "hidden_act", source, "silu")
     if act != "silu":
         raise ConfigError(f"{source}: hidden_act {act!r} is not supported (expected 'silu')")
-    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-    rope_type = rope.get("rope_type", rope.get("type", "default"))
-    if rope_type != "default":
-        raise ConfigError(f"{source}: rope type {rope_type!r} is not supported (only plain RoPE)")
-    theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
-    window = hf.get("sliding_window")
-    if window is not None and hf.get("use_sliding_window", True) and window < hf.get("max_position_embeddings", 0):
-        warnings.warn(f"{source}: sliding_window={window} is not implemented: outputs are exact only for "
-                      f"sequences up to {window} tokens", stacklevel=2)
-    attention_bias = bool(hf.get("attention_bias", False))
-    if bool(hf.get("mlp_bias", False)) != attention_bias and model_type == "llama":
-        raise ConfigError(f"{source}: attention_bias != mlp_bias is not supported")
-    return GPTConfig(
-        vocab_size=_get(hf, "vocab_size", source), block_size=_get(hf, "max_position_embeddings", source),
-        n_layer=_get(hf, "num_hidden_layers", source), n_head=_get(hf, "num_attention_heads", source),
-        n_embd=_get(hf, "hidden_size", source), n_kv_head=hf.get("num_key_value_heads"), head_dim=hf.get("head_dim"),
-        ffn_hidden=_get(hf, "intermediate_size", source), norm="rms", norm_eps=_get(hf, "rms_norm_eps", source, 1e-6),
-        mlp="swiglu", pos="rope", rope_theta=float(theta), bias=attention_bias,
-        qkv_bias=attention_bias, tie_embeddings=_get(hf, "tie_word_embeddings", source, False),
-        n_expert=hf.get("num_local_experts", 0) if model_type == "mixtral" else 0,
-        n_expert_per_tok=hf.get("num_experts_per_tok", 2),
-        router_aux_loss_coef=hf.get("router_aux_loss_coef", 0.01),
-    )
+    max_positions = _get(hf, "max_position_embeddings", source)
+    theta, rope_scaling, block_size = _rope_from_hf(hf, max_positions, source)
+    window, layer_types = _sliding_window_from_hf(hf, model_type, source)
+    if model_type == "qwen2":  # biases on q, k, v only
+        bias, qkv_bias = False, True
+    else:
+        bias = qkv_bias = bool(hf.get("attention_bias", False))
+        if bool(hf.get("mlp_bias", False)) != bias and model_type == "llama":
+            raise ConfigError(f"{source}: attention_bias != mlp_bias is not supported")
+    try:
+        return GPTConfig(
+            vocab_size=_get(hf, "vocab_size", source), block_size=block_size,
+            n_layer=_get(hf, "num_hidden_layers", source), n_head=_get(hf, "num_attention_heads", source),
+            n_embd=_get(hf, "hidden_size", source), n_kv_head=hf.get("num_key_value_heads"),
+            head_dim=hf.get("head_dim"), ffn_hidden=_get(hf, "intermediate_size", source), norm="rms",
+            norm_eps=_get(hf, "rms_norm_eps", source, 1e-6), mlp="swiglu", pos="rope", rope_theta=float(theta),
+            rope_scaling=rope_scaling, sliding_window=window, layer_types=layer_types, bias=bias, qkv_bias=qkv_bias,
+            tie_embeddings=_get(hf, "tie_word_embeddings", source, False),
+            n_expert=hf.get("num_local_experts", 0) if model_type == "mixtral" else 0,
+            n_expert_per_tok=hf.get("num_experts_per_tok", 2),
+            router_aux_loss_coef=hf.get("router_aux_loss_coef", 0.01),
+        )
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _rope_from_hf(hf: dict, max_positions: int, source: str) -> tuple[float, dict | None, int]:
+    """``(rope_theta, rope_scaling or None, block_size)`` from an HF config, read as transformers 5 reads it:
+    ``rope_scaling`` (older configs) wins over ``rope_parameters``; ``rope_theta`` may sit inside or beside it.
+
+    Dynamic NTK rescales only beyond ``max_position_embeddings``, so that becomes its
+    ``original_max_position_embeddings`` and the context lmforge allows grows to ``factor`` times it.
+    """
+    rope = dict(hf.get("rope_scaling") or hf.get("rope_parameters") or {})
+    theta = rope.pop("rope_theta", None) or hf.get("rope_theta") or 10000.0
+    rope_type = rope.pop("rope_type", None) or rope.pop("type", None) or "default"
+    rope.pop("type", None)
+    partial = rope.pop("partial_rotary_factor", hf.get("partial_rotary_factor"))
+    if partial not in (None, 1, 1.0):
+        raise ConfigError(f"{source}: partial_rotary_factor={partial} is not supported (RoPE on every channel only)")
+    if rope_type == "default":
+        return theta, None, max_positions
+    scaling = {"rope_type": rope_type, **rope}
+    if rope_type in ("yarn", "llama3"):
+        # transformers: a top-level original_max_position_embeddings wins, else max_position_embeddings
+        original = hf.get("original_max_position_embeddings") or rope.get("original_max_position_embeddings")
+        scaling["original_max_position_embeddings"] = original or max_positions
+        if rope_type == "yarn" and scaling.get("factor") is None:
+            scaling["factor"] = max_positions / scaling["original_max_position_embeddings"]
+    block_size = max_positions
+    if rope_type == "dynamic":
+        scaling.pop("original_max_position_embeddings", None)  # transformers ignores it for dynamic
+        scaling["original_max_position_embeddings"] = max_positions
+        block_size = int(max_positions * float(scaling.get("factor") or 1.0))
+    return theta, scaling, block_size
+
+
+_HF_LAYER_TYPES = {"full_attention": "full", "sliding_attention": "sliding"}
+
+
+def _sliding_window_from_hf(hf: dict, model_type: str, source: str) -> tuple[int | None, list[str] | None]:
+    """``(sliding_window, layer_types)`` as transformers applies them: Mistral and Mixtral slide in every layer
+    (Mistral's default window is 4096 when the field is absent); Qwen2 only with ``use_sliding_window``, in the
+    layers named by ``layer_types`` (default: layers ``max_window_layers`` and up); Llama never slides."""
+    if model_type == "llama":
+        return None, None
+    if model_type == "qwen2":
+        window = hf.get("sliding_window", 4096) if hf.get("use_sliding_window", False) else None
+        if window is None:
+            return None, None
+        hf_types = hf.get("layer_types") or [
+            "sliding_attention" if i >= hf.get("max_window_layers", 28) else "full_attention"
+            for i in range(_get(hf, "num_hidden_layers", source))
+        ]
+        unknown = sorted(set(hf_types) - set(_HF_LAYER_TYPES))
+        if unknown:
+            raise ConfigError(f"{source}: layer_types {unknown} are not supported (expected {list(_HF_LAYER_TYPES)})")
+        return window, [_HF_LAYER_TYPES[kind] for kind in hf_types]
+    window = hf.get("sliding_window", 4096 if model_type == "mistral" else None)
+    return window, None
 
 
 def model_type_for(cfg: GPTConfig) -> str:
@@ -181,13 +238,26 @@ def model_type_for(cfg: GPTConfig) -> str:
             raise ConfigError("export: GPT-2 layout needs n_kv_head == n_head, head_dim * n_head == n_embd, no MoE")
         return "gpt2"
     if cfg.pos == "rope" and cfg.norm == "rms" and cfg.mlp == "swiglu":
+        some_full = cfg.layer_types is not None and "full" in cfg.layer_types
+        if cfg.qkv_bias and not cfg.bias and not cfg.n_expert:
+            return "qwen2"  # the only layout with biases on q, k, v alone; also the only one mixing window layers
         if cfg.qkv_bias != cfg.bias:
-            raise ConfigError("export: Llama needs qkv_bias == bias (HF's attention_bias covers q, k, v and o)")
-        return "mixtral" if cfg.n_expert else "llama"
+            raise ConfigError("export: Llama needs qkv_bias == bias (HF's attention_bias covers q, k, v and o); "
+                              "Qwen2 has q/k/v biases only, and no mixture of experts")
+        if cfg.sliding_window is not None and (cfg.bias or some_full):
+            raise ConfigError("export: a sliding window needs Mistral/Mixtral (no biases, every layer sliding) or "
+                              "Qwen2 (qkv_bias=True, bias=False)")
+        if cfg.n_expert:
+            return "mixtral"
+        return "mistral" if cfg.sliding_window is not None else "llama"
     raise ConfigError(
         f"export: no Hugging Face architecture matches pos={cfg.pos!r}, norm={cfg.norm!r}, mlp={cfg.mlp!r} "
         "(GPT-2: learned/layer/gelu_tanh with biases; Llama: rope/rms/swiglu)"
     )
+
+
+_ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "mixtral": "MixtralForCausalLM",
+                  "qwen2": "Qwen2ForCausalLM"}
 
 
 def config_to_hf(cfg: GPTConfig) -> dict:
@@ -202,21 +272,34 @@ def config_to_hf(cfg: GPTConfig) -> dict:
             "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout,
             "initializer_range": cfg.init_std, "dtype": "float32",
         }
+    rope = {"rope_type": "default", "rope_theta": cfg.rope_theta}
+    max_positions = cfg.block_size
+    if cfg.rope_scaling:
+        rope.update({k: v for k, v in cfg.rope_scaling.items() if v is not None})
+        if rope["rope_type"] == "dynamic":  # transformers reads the original length from max_position_embeddings
+            max_positions = rope.pop("original_max_position_embeddings")
     hf = {
-        "architectures": ["MixtralForCausalLM" if model_type == "mixtral" else "LlamaForCausalLM"],
-        "model_type": model_type, "vocab_size": cfg.vocab_size, "max_position_embeddings": cfg.block_size,
+        "architectures": [_ARCHITECTURES[model_type]],
+        "model_type": model_type, "vocab_size": cfg.vocab_size, "max_position_embeddings": max_positions,
         "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head, "num_key_value_heads": cfg.n_kv_head,
         "hidden_size": cfg.n_embd, "head_dim": cfg.head_dim, "intermediate_size": cfg.ffn_hidden,
-        "rms_norm_eps": cfg.norm_eps, "hidden_act": "silu", "attention_bias": cfg.bias,
-        "rope_theta": cfg.rope_theta, "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+        "rms_norm_eps": cfg.norm_eps, "hidden_act": "silu", "rope_theta": cfg.rope_theta, "rope_parameters": rope,
         "tie_word_embeddings": cfg.tie_embeddings, "attention_dropout": cfg.dropout,
         "initializer_range": cfg.init_std, "dtype": "float32",
     }
     if model_type == "mixtral":
         hf.update(num_local_experts=cfg.n_expert, num_experts_per_tok=cfg.n_expert_per_tok,
                   router_aux_loss_coef=cfg.router_aux_loss_coef)
+    if model_type in ("mistral", "mixtral"):
+        hf["sliding_window"] = cfg.sliding_window
+    elif model_type == "qwen2":
+        sliding = cfg.sliding_window is not None
+        kinds = cfg.layer_types or ["full"] * cfg.n_layer
+        hf.update(use_sliding_window=sliding, sliding_window=cfg.sliding_window,
+                  max_window_layers=kinds.index("sliding") if "sliding" in kinds else cfg.n_layer,
+                  layer_types=[f"{kind}_attention" for kind in kinds])
     else:
-        hf["mlp_bias"] = cfg.bias
+        hf.update(attention_bias=cfg.bias, mlp_bias=cfg.bias)
     return hf
 
 
@@ -344,7 +427,7 @@ def is_hf_folder(path: Path) -> bool:
 
 
 def load_hf(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float32, **_: Any) -> Any:
-    """``lmforge.load`` for an HF GPT-2 / Llama / Mistral / Mixtral folder → :class:`~lmforge.io.bundle.LM`."""
+    """``lmforge.load`` for an HF GPT-2 / Llama / Mistral / Mixtral / Qwen2 folder → :class:`~lmforge.io.bundle.LM`."""
     from lmforge.io.bundle import LM, load_folder_tokenizer
 
     folder = Path(path)

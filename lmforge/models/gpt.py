@@ -19,7 +19,7 @@ from lmforge.nn.block import Block, BlockConfig
 from lmforge.nn.kv_cache import KVCache
 from lmforge.nn.moe import MoE
 from lmforge.nn.norms import make_norm
-from lmforge.nn.positions import Rotary
+from lmforge.nn.positions import Rotary, check_rope_scaling
 
 
 @dataclass
@@ -41,6 +41,11 @@ class GPTConfig:
     mlp: str = "gelu_tanh"  # "gelu" | "gelu_tanh" | "swiglu"
     pos: str = "learned"  # "learned" | "rope"
     rope_theta: float = 10000.0
+    # Longer contexts than trained on: {"rope_type": "linear" | "dynamic" | "llama3" | "yarn", "factor": ..., ...}
+    # with Hugging Face's rope_parameters field names (see lmforge.nn.positions.check_rope_scaling). None: plain RoPE.
+    rope_scaling: dict | None = None
+    sliding_window: int | None = None  # Mistral / Qwen2: a query sees only the last sliding_window positions
+    layer_types: list[str] | None = None  # per layer "full" | "sliding"; default: all "sliding" when sliding_window
     bias: bool = True  # biases in every linear layer and LayerNorm
     qkv_bias: bool | None = None  # default: bias (Qwen2 has bias only here)
     tie_embeddings: bool = True  # LM head shares the token-embedding matrix
@@ -66,6 +71,21 @@ class GPTConfig:
         )
         if self.pos == "rope" and self.head_dim % 2:
             raise ConfigError(f"GPTConfig.head_dim must be even for rope, got {self.head_dim}")
+        if self.rope_scaling and self.pos != "rope":
+            raise ConfigError("GPTConfig.rope_scaling: only meaningful with pos='rope'")
+        self.rope_scaling = check_rope_scaling(self.rope_scaling, self.block_size, "GPTConfig.rope_scaling")
+        if self.sliding_window is not None:
+            if not isinstance(self.sliding_window, int) or self.sliding_window <= 0:
+                raise ConfigError(f"GPTConfig.sliding_window: expected a positive integer, got {self.sliding_window!r}")
+            if self.layer_types is None:
+                self.layer_types = ["sliding"] * self.n_layer
+        if self.layer_types is not None:
+            if len(self.layer_types) != self.n_layer or not set(self.layer_types) <= {"full", "sliding"}:
+                raise ConfigError(f"GPTConfig.layer_types: expected {self.n_layer} entries of 'full' or 'sliding', "
+                                  f"got {self.layer_types!r}")
+            if "sliding" in self.layer_types and self.sliding_window is None:
+                raise ConfigError("GPTConfig.layer_types has 'sliding' layers but sliding_window is not set")
+            self.layer_types = list(self.layer_types)
 
     def block_config(self) -> BlockConfig:
         return BlockConfig(
@@ -120,7 +140,9 @@ class GPT(nn.Module):
         if c.pos == "learned":
             self.wpe = nn.Embedding(c.block_size, c.n_embd)
         else:
-            self.rotary = Rotary(c.head_dim, c.rope_theta)
+            self.rotary = Rotary(c.head_dim, c.rope_theta, c.rope_scaling)
+        # Which blocks attend through the sliding window (a tuple of bools, read once per forward).
+        self.sliding_layers = tuple(kind == "sliding" for kind in (c.layer_types or ["full"] * c.n_layer))
         self.drop = nn.Dropout(c.dropout)
         block_cfg = c.block_config()
         self.blocks = nn.ModuleList(Block(block_cfg, layer_idx=i) for i in range(c.n_layer))
@@ -175,7 +197,7 @@ class GPT(nn.Module):
         if config.tie_embeddings:
             model.lm_head.weight = model.wte.weight
         if config.pos == "rope":  # non-persistent buffer: rebuild it on the real device
-            model.rotary = Rotary(config.head_dim, config.rope_theta).to(model.wte.weight.device)
+            model.rotary = Rotary(config.head_dim, config.rope_theta, config.rope_scaling).to(model.wte.weight.device)
         return model
 
     def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
@@ -225,9 +247,15 @@ class GPT(nn.Module):
             mask, is_causal = None, t > 1
         else:
             mask, is_causal = build_mask(attention_mask, t, s, causal=True), False
+        window = self.config.sliding_window
+        sliding = (mask, is_causal)  # a window wider than everything seen so far changes nothing
+        if window is not None and s > window:
+            sliding = (build_mask(attention_mask, t, s, causal=True, window=window), False)
         attentions = []
-        for block in self.blocks:
-            x, weights = block(x, mask=mask, is_causal=is_causal, rope=rope, kv_cache=kv_cache, return_attn=return_attn)
+        for block, slides in zip(self.blocks, self.sliding_layers, strict=True):
+            block_mask, block_causal = sliding if slides else (mask, is_causal)
+            x, weights = block(x, mask=block_mask, is_causal=block_causal, rope=rope, kv_cache=kv_cache,
+                               return_attn=return_attn)
             attentions.append(weights)
         if kv_cache is not None:
             kv_cache.advance(t)

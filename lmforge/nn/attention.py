@@ -132,9 +132,14 @@ class Attention(nn.Module):
         return self.proj(y), weights
 
 
-def build_mask(padding_mask: torch.Tensor | None, q_len: int, kv_len: int, causal: bool) -> torch.Tensor | None:
+def build_mask(
+    padding_mask: torch.Tensor | None, q_len: int, kv_len: int, causal: bool, window: int | None = None
+) -> torch.Tensor | None:
     """Boolean attention mask ``(B or 1, 1, T, S)`` (True = may attend) from a padding mask ``(B, S)`` (1 = real
     token, 0 = padding) and/or causality. The ``T`` queries are the last ``T`` of the ``S`` positions.
+
+    ``window`` (sliding-window attention, Mistral / Qwen2): the query at position ``i`` sees only keys ``j`` with
+    ``i - window < j``, i.e. the last ``window`` positions including its own.
 
     Every query may always attend to its own position: a padding query would otherwise see no key at all,
     and a softmax over nothing is NaN (its output is ignored anyway).
@@ -143,13 +148,20 @@ def build_mask(padding_mask: torch.Tensor | None, q_len: int, kv_len: int, causa
     tensor([[1, 0, 0],
             [0, 1, 0],
             [0, 1, 1]], dtype=torch.int32)
+    >>> build_mask(None, 4, 4, causal=True, window=2)[0, 0].int()
+    tensor([[1, 0, 0, 0],
+            [1, 1, 0, 0],
+            [0, 1, 1, 0],
+            [0, 0, 1, 1]], dtype=torch.int32)
     """
-    if padding_mask is None and not causal:
+    if padding_mask is None and not causal and window is None:
         return None
     device = padding_mask.device if padding_mask is not None else None
     query_pos = torch.arange(kv_len - q_len, kv_len, device=device)[:, None]  # (T, 1)
     key_pos = torch.arange(kv_len, device=device)[None, :]  # (1, S)
     allowed = key_pos <= query_pos if causal else torch.ones(q_len, kv_len, dtype=torch.bool, device=device)
+    if window is not None:
+        allowed = allowed & (key_pos > query_pos - window)
     allowed = allowed[None, None]  # (1, 1, T, S)
     if padding_mask is not None:
         allowed = allowed & padding_mask.bool()[:, None, None, :]  # (B, 1, T, S)

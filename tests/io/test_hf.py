@@ -49,8 +49,9 @@ def test_unknown_architecture(llama_folder, tmp_path):
     (folder / "config.json").write_text(json.dumps({**cfg, "model_type": "falcon"}))
     with pytest.raises(ConfigError, match=r"config\.json: model_type 'falcon' is not supported"):
         lmforge.load(folder)
-    (folder / "config.json").write_text(json.dumps({**cfg, "rope_parameters": {"rope_type": "yarn", "factor": 4.0}}))
-    with pytest.raises(ConfigError, match="rope type 'yarn'"):
+    rope = {"rope_type": "longrope", "short_factor": [1.0], "long_factor": [4.0]}
+    (folder / "config.json").write_text(json.dumps({**cfg, "rope_parameters": rope}))
+    with pytest.raises(ConfigError, match=r"config\.json: .*rope type 'longrope' is not supported"):
         lmforge.load(folder)
 
 
