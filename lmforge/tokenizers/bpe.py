@@ -304,3 +304,149 @@ def train_bpe(
         if progress is not None:
             progress(1)
     return merges
+
+
+# ------------------------------------------------------------------------------------- character-level BPE
+def byte_token(b: int) -> str:
+    """SentencePiece's spelling of a raw byte token: ``byte_token(10) == "<0x0A>"``."""
+    return f"<0x{b:02X}>"
+
+
+def merge_symbols(ids: list[int], lengths: list[int],
+                  pair_table: dict[tuple[int, int], tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """BPE merges on a symbol list in O(n log n): a heap of candidate pairs by (rank, position), symbols in a
+    linked list. Same result as ``apply_merges`` (lowest rank first, leftmost first); ``lengths`` (what each
+    symbol covers, e.g. bytes) add up as symbols merge.
+
+    >>> merge_symbols([104, 105, 33], [1, 1, 1], {(104, 105): (0, 256), (256, 33): (1, 257)})
+    ([257], [3])
+    """
+    n = len(ids)
+    ids, lengths = list(ids), list(lengths)
+    nxt = list(range(1, n + 1))  # n means "no next symbol"
+    prv = list(range(-1, n - 1))
+    alive = [True] * n
+    heap = []
+    for pos in range(n - 1):
+        hit = pair_table.get((ids[pos], ids[pos + 1]))
+        if hit is not None:
+            heap.append((hit[0], pos, hit[1]))
+    heapq.heapify(heap)
+    while heap:
+        rank, pos, new_id = heapq.heappop(heap)
+        right = nxt[pos]
+        if not alive[pos] or right >= n:
+            continue
+        hit = pair_table.get((ids[pos], ids[right]))
+        if hit is None or hit[1] != new_id:  # stale: one of the two symbols merged elsewhere since
+            continue
+        ids[pos] = new_id
+        lengths[pos] += lengths[right]
+        alive[right] = False
+        nxt[pos] = nxt[right]
+        if nxt[pos] < n:
+            prv[nxt[pos]] = pos
+        for left, r in ((prv[pos], pos), (pos, nxt[pos])):  # the two pairs the new symbol is part of
+            if left >= 0 and r < n:
+                hit = pair_table.get((ids[left], ids[r]))
+                if hit is not None:
+                    heapq.heappush(heap, (hit[0], left, hit[1]))
+    keep = [k for k in range(n) if alive[k]]
+    return [ids[k] for k in keep], [lengths[k] for k in keep]
+
+
+class CharBPEModel:
+    """Character-level BPE, as SentencePiece-BPE files (Llama 2, Mistral) use it: a word starts as one symbol
+    per *character* (a unicode string in the vocabulary), then merges apply by rank.
+
+    A character outside the vocabulary becomes its UTF-8 bytes as ``<0xNN>`` tokens when ``byte_fallback`` is on
+    and all of them exist, else ``unk_id`` (consecutive unknowns fused into one when ``fuse_unk``), else it is
+    dropped (as HF does). ``continuing_subword_prefix`` / ``end_of_word_suffix`` mark non-first / last chars.
+
+    >>> m = CharBPEModel({"h": 0, "i": 1, "hi": 2, "<0x21>": 3}, [("h", "i")], byte_fallback=True)
+    >>> m.encode_word("hi!")
+    [2, 3]
+    """
+
+    def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], *, unk_id: int | None = None,
+                 byte_fallback: bool = False, fuse_unk: bool = False, ignore_merges: bool = False,
+                 continuing_subword_prefix: str | None = None, end_of_word_suffix: str | None = None):
+        self.vocab = dict(vocab)
+        self.merges = [tuple(m) for m in merges]
+        self.unk_id = unk_id
+        self.byte_fallback = byte_fallback
+        self.fuse_unk = fuse_unk
+        self.ignore_merges = ignore_merges
+        self.prefix = continuing_subword_prefix or ""
+        self.suffix = end_of_word_suffix or ""
+        self.pair_table: dict[tuple[int, int], tuple[int, int]] = {}
+        for rank, (a, b) in enumerate(self.merges):  # a pair listed twice keeps its last rank, as HF
+            merged = a + b[len(self.prefix):] if self.prefix and b.startswith(self.prefix) else a + b
+            if a not in self.vocab or b not in self.vocab or merged not in self.vocab:
+                raise KeyError(f"merges[{rank}]: {a!r} + {b!r} needs {a!r}, {b!r} and {merged!r} in the vocabulary")
+            self.pair_table[(self.vocab[a], self.vocab[b])] = (rank, self.vocab[merged])
+        self.byte_ids = [self.vocab.get(byte_token(b)) for b in range(256)]
+
+    def _symbols(self, word: str) -> tuple[list[int], list[int]]:
+        """One symbol per char (or its byte tokens, or unk): ``(ids, UTF-8 byte length each covers)``."""
+        ids: list[int] = []
+        lengths: list[int] = []
+        unk_len = 0  # bytes of the unknown run not yet emitted
+        last = len(word) - 1
+        for k, c in enumerate(word):
+            s = (self.prefix if k and self.prefix else "") + c + (self.suffix if k == last else "")
+            n_bytes = len(c.encode("utf-8", errors="surrogatepass"))
+            i = self.vocab.get(s)
+            if i is not None:
+                if unk_len:
+                    ids.append(self.unk_id)
+                    lengths.append(unk_len)
+                    unk_len = 0
+                ids.append(i)
+                lengths.append(n_bytes)
+                continue
+            if self.byte_fallback:
+                data = s.encode("utf-8", errors="surrogatepass")
+                fallback = [self.byte_ids[b] for b in data]
+                if None not in fallback:
+                    ids.extend(fallback)
+                    lengths.extend([1] * len(fallback))
+                    continue
+            if self.unk_id is not None:
+                if unk_len and not self.fuse_unk:
+                    ids.append(self.unk_id)
+                    lengths.append(unk_len)
+                    unk_len = 0
+                unk_len += n_bytes
+        if unk_len:
+            ids.append(self.unk_id)
+            lengths.append(unk_len)
+        return ids, lengths
+
+    def encode_with_lengths(self, word: str) -> tuple[list[int], list[int]]:
+        """Ids of one pre-token and the UTF-8 byte length each token covers (for offsets)."""
+        if self.ignore_merges:
+            whole = self.vocab.get(word)
+            if whole is not None:
+                return [whole], [len(word.encode("utf-8", errors="surrogatepass"))]
+        ids, lengths = self._symbols(word)
+        return merge_symbols(ids, lengths, self.pair_table)
+
+    def encode_word(self, word: str) -> list[int]:
+        return self.encode_with_lengths(word)[0]
+
+    def explain_word(self, word: str) -> list[tuple[int, int, int, int]]:
+        """The merges applied to one pre-token, in order: ``(rank, left_id, right_id, new_id)``."""
+        ids, _ = self._symbols(word)
+        steps = []
+        while len(ids) >= 2:
+            best = None
+            for pair in zip(ids, ids[1:], strict=False):
+                hit = self.pair_table.get(pair)
+                if hit is not None and (best is None or hit[0] < best[1][0]):
+                    best = (pair, hit)
+            if best is None:
+                break
+            steps.append((best[1][0], best[0][0], best[0][1], best[1][1]))
+            ids = merge(ids, best[0], best[1][1])
+        return steps

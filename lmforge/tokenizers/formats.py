@@ -1,6 +1,10 @@
 """Tokenizer files: lmforge's JSON, Hugging Face ``tokenizer.json`` (+ ``tokenizer_config.json``), GPT-2
 ``vocab.json`` + ``merges.txt``, BERT ``vocab.txt``, and tiktoken ``.tiktoken`` rank files.
 
+In ``tokenizer.json`` a BPE model is byte-level when its pre-tokenizer has a ``ByteLevel`` step (GPT-2, Llama 3)
+and character-level otherwise (SentencePiece-BPE: Llama 2, Mistral, with ``byte_fallback``); ``Unigram`` models
+(T5, ALBERT) are read too.
+
 Every reader turns a bad file into a ``FormatError`` naming the file and the field; every writer is atomic.
 """
 
@@ -9,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +22,13 @@ from lmforge.fileio import atomic_write_text
 from lmforge.tokenizers.bpe import (
     GPT2_PATTERN,
     BPEModel,
+    CharBPEModel,
     bytes_to_token_string,
     merges_from_ranks,
     pair_table_from_ranks,
 )
 from lmforge.tokenizers.pipeline import (
+    SENTENCEPIECE_DECODERS,
     AddedToken,
     BertNormalizer,
     BertPreTokenizer,
@@ -33,7 +40,8 @@ from lmforge.tokenizers.pipeline import (
     pre_tokenizer_from_hf,
     special_tokens_by_role,
 )
-from lmforge.tokenizers.tokenizer import Tokenizer, _token_bytes_of
+from lmforge.tokenizers.tokenizer import Tokenizer, _decoder_steps, _token_bytes_of
+from lmforge.tokenizers.unigram import UnigramModel
 
 LMFORGE_FILE = "tokenizer.lmforge.json"
 LMFORGE_FORMAT = "lmforge-tokenizer"
@@ -80,21 +88,63 @@ def load_tokenizer(path: str | os.PathLike, *, pattern: str | None = None,
     raise FormatError(f"{p}: unknown tokenizer format (expected .json, vocab.txt, merges.txt or .tiktoken)")
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path, parse_float=None) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise FormatError(f"{path}: cannot read as UTF-8 text ({e})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=parse_float)
     except json.JSONDecodeError as e:
         raise FormatError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+
+
+_JSON_NUMBER = re.compile(r"(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?")
+_U64_MAX = 2**64 - 1
+
+
+def hf_json_float(text: str) -> float:
+    """A JSON number read the way HF ``tokenizers`` reads it (Rust's serde_json without ``float_roundtrip``):
+    up to 19-20 digits as an integer, converted to float, then multiplied or divided by one power of ten. That
+    is not always the nearest double (off by one ulp for ~10% of Unigram scores), and Unigram's Viterbi has
+    exact ties (``a + b`` vs ``b + a`` paths), so reading scores any other way changes some segmentations.
+
+    >>> hf_json_float("-1.5"), float("-1.4154975679993917") == hf_json_float("-1.4154975679993917")
+    (-1.5, False)
+    """
+    m = _JSON_NUMBER.fullmatch(text)
+    if m is None:
+        return float(text)
+    negative, int_digits, frac_digits, exp_digits = m.groups()
+    significand, exponent, full = 0, 0, False
+    for k, d in enumerate(int_digits + (frac_digits or "")):
+        in_fraction = k >= len(int_digits)
+        if not full and significand * 10 + int(d) <= _U64_MAX:
+            significand = significand * 10 + int(d)
+            exponent -= in_fraction
+        else:  # digits past u64 are dropped: integer ones still scale the number
+            full = True
+            exponent += not in_fraction
+    exponent += int(exp_digits or 0)
+    value = float(significand)
+    while abs(exponent) > 308 and value != 0.0:  # serde steps by 1e308 outside its table
+        if exponent > 0:
+            return float("-inf") if negative else float("inf")
+        value /= 1e308
+        exponent += 308
+    if abs(exponent) <= 308:
+        power = float(f"1e{abs(exponent)}")
+        value = value * power if exponent >= 0 else value / power
+    return -value if negative else value
 
 
 def _load_json_file(path: Path, pattern: str | None) -> Tokenizer:
     obj = _read_json(path)
     if not isinstance(obj, dict):
         raise FormatError(f"{path}: expected a JSON object")
+    if isinstance(obj.get("model"), dict) and obj["model"].get("type") == "Unigram" \
+            and obj.get("format") != LMFORGE_FORMAT:
+        obj = _read_json(path, parse_float=hf_json_float)  # scores exactly as HF reads them
     if obj.get("format") == LMFORGE_FORMAT:
         tok = _from_lmforge_json(obj, str(path))
     elif "model" in obj:
@@ -175,6 +225,9 @@ def tokenizer_from_hf_json(obj: dict, *, where: str = "tokenizer.json") -> Token
         added.append(AddedToken(t["content"], int(t["id"]), bool(t.get("special", False)), bool(t.get("lstrip")),
                                 bool(t.get("rstrip")), bool(t.get("single_word")), bool(t.get("normalized"))))
     extra = {k: obj[k] for k in ("truncation", "padding") if obj.get(k) is not None}
+    if mtype == "Unigram":
+        return _unigram_from_hf(model, where, normalizer=normalizer, pre_tokenizer=pre, post_processor=post,
+                                decoder=decoder, added_tokens=added, hf_extra=extra)
     vocab = _require(model, "vocab", f"{where}: model", dict)
     size = max([*vocab.values(), *(t.id for t in added)], default=-1) + 1
     id_to_token: list[str | None] = [None] * size
@@ -183,6 +236,9 @@ def tokenizer_from_hf_json(obj: dict, *, where: str = "tokenizer.json") -> Token
             raise FormatError(f"{where}: model.vocab[{tok!r}] should be a non-negative int, got {i!r}")
         id_to_token[i] = tok
     roles: dict[str, str] = {}
+    if mtype == "BPE" and find_component(pre, ByteLevel) is None:
+        return _char_bpe_from_hf(model, vocab, id_to_token, where, normalizer=normalizer, pre_tokenizer=pre,
+                                 post_processor=post, decoder=decoder, added_tokens=added, hf_extra=extra)
     if mtype == "BPE":
         for key in ("continuing_subword_prefix", "end_of_word_suffix"):
             if model.get(key):
@@ -190,9 +246,8 @@ def tokenizer_from_hf_json(obj: dict, *, where: str = "tokenizer.json") -> Token
         if model.get("dropout"):
             raise FormatError(f"{where}: model.dropout is not supported (BPE-dropout is a training-time trick)")
         if model.get("byte_fallback"):
-            raise FormatError(f"{where}: model.byte_fallback is not supported (byte-level BPE only)")
-        if find_component(pre, ByteLevel) is None:
-            raise FormatError(f"{where}: only byte-level BPE is supported (pre_tokenizer has no ByteLevel step)")
+            raise FormatError(f"{where}: model.byte_fallback with a ByteLevel pre-tokenizer is not supported "
+                              "(byte-level BPE needs no byte fallback)")
         merges = _require(model, "merges", f"{where}: model", list)
         merge_ids = []
         for k, m in enumerate(merges):
@@ -228,7 +283,76 @@ def tokenizer_from_hf_json(obj: dict, *, where: str = "tokenizer.json") -> Token
         return Tokenizer(kind="wordpiece", model=wp, id_to_token=id_to_token, normalizer=normalizer,
                          pre_tokenizer=pre, post_processor=post, decoder=decoder, added_tokens=added, roles=roles,
                          hf_extra=extra)
-    raise FormatError(f"{where}: model type {mtype!r} is not supported (supported: BPE, WordPiece)")
+    raise FormatError(f"{where}: model type {mtype!r} is not supported (supported: BPE, WordPiece, Unigram)")
+
+
+def _sentencepiece_roles(token_to_id: dict[str, int], unk: str | None) -> dict[str, str]:
+    """SentencePiece's conventional role tokens, where the vocabulary has them (a config file may override)."""
+    roles = {r: t for r, t in (("bos", "<s>"), ("eos", "</s>"), ("pad", "<pad>")) if t in token_to_id}
+    if unk is not None:
+        roles["unk"] = unk
+    return roles
+
+
+def _check_sentencepiece_decoder(decoder: dict | None, where: str) -> None:
+    for step in _decoder_steps(decoder):
+        if step.get("type") not in SENTENCEPIECE_DECODERS:
+            raise FormatError(f"{where}: decoder {step.get('type')!r} does not go with a character-level model "
+                              f"(expected {', '.join(SENTENCEPIECE_DECODERS)} or a Sequence of them)")
+
+
+def _char_bpe_from_hf(model: dict, vocab: dict[str, int], id_to_token: list[str | None], where: str,
+                      **stages: Any) -> Tokenizer:
+    """A character-level BPE model (no ByteLevel pre-tokenizer): SentencePiece-BPE with byte fallback."""
+    if model.get("dropout"):
+        raise FormatError(f"{where}: model.dropout={model['dropout']!r} is not supported (BPE-dropout is a "
+                          "training-time trick; set it to null)")
+    merges = _require(model, "merges", f"{where}: model", list)
+    pairs = []
+    for k, m in enumerate(merges):
+        pair = m.split(" ") if isinstance(m, str) else m
+        if not isinstance(pair, list | tuple) or len(pair) != 2 or pair[0] not in vocab or pair[1] not in vocab:
+            raise FormatError(f"{where}: model.merges[{k}] = {m!r} is not a pair of vocabulary tokens")
+        pairs.append((pair[0], pair[1]))
+    unk = model.get("unk_token")
+    if unk is not None and unk not in vocab:
+        raise FormatError(f"{where}: model.unk_token={unk!r} is not in model.vocab")
+    _check_sentencepiece_decoder(stages["decoder"], where)
+    try:
+        bpe = CharBPEModel(vocab, pairs, unk_id=vocab.get(unk) if unk else None,
+                           byte_fallback=bool(model.get("byte_fallback")), fuse_unk=bool(model.get("fuse_unk")),
+                           ignore_merges=bool(model.get("ignore_merges")),
+                           continuing_subword_prefix=model.get("continuing_subword_prefix"),
+                           end_of_word_suffix=model.get("end_of_word_suffix"))
+    except KeyError as e:
+        raise FormatError(f"{where}: model.{e.args[0]}") from None
+    token_to_id = {**vocab, **{t.content: t.id for t in stages["added_tokens"]}}
+    return Tokenizer(kind="bpe", model=bpe, id_to_token=id_to_token, roles=_sentencepiece_roles(token_to_id, unk),
+                     **stages)
+
+
+def _unigram_from_hf(model: dict, where: str, **stages: Any) -> Tokenizer:
+    """A Unigram model: ``vocab`` is a list of ``[piece, log-prob]``, the index is the id."""
+    vocab = _require(model, "vocab", f"{where}: model", list)
+    pieces = []
+    for k, item in enumerate(vocab):
+        if (not isinstance(item, list | tuple) or len(item) != 2 or not isinstance(item[0], str)
+                or not isinstance(item[1], int | float) or isinstance(item[1], bool)):
+            raise FormatError(f"{where}: model.vocab[{k}] = {item!r} should be a [piece, score] pair")
+        pieces.append((item[0], float(item[1])))
+    unk_id = model.get("unk_id")
+    if unk_id is not None and (not isinstance(unk_id, int) or not 0 <= unk_id < len(pieces)):
+        raise FormatError(f"{where}: model.unk_id={unk_id!r} should be an index into model.vocab "
+                          f"(0..{len(pieces) - 1}) or null")
+    _check_sentencepiece_decoder(stages["decoder"], where)
+    added = stages["added_tokens"]
+    size = max([len(pieces) - 1, *(t.id for t in added)], default=-1) + 1
+    id_to_token: list[str | None] = [p for p, _ in pieces] + [None] * (size - len(pieces))
+    unigram = UnigramModel(pieces, unk_id=unk_id, byte_fallback=bool(model.get("byte_fallback")))
+    token_to_id = {**unigram.piece_to_id, **{t.content: t.id for t in added}}
+    unk = pieces[unk_id][0] if unk_id is not None else None
+    return Tokenizer(kind="unigram", model=unigram, id_to_token=id_to_token,
+                     roles=_sentencepiece_roles(token_to_id, unk), **stages)
 
 
 def load_gpt2(vocab_path: Path, merges_path: Path, *, pattern: str | None = None,
@@ -379,9 +503,12 @@ def _model_merges(tok: Tokenizer) -> list[tuple[int, int]]:
 def tokenizer_to_lmforge_json(tok: Tokenizer) -> dict:
     """lmforge's own file: the HF pipeline spelling, plus roles and the chat template, tokens as a list."""
     hf = tokenizer_to_hf_json(tok)
-    model: dict[str, Any] = {"type": "BPE" if tok.kind == "bpe" else "WordPiece",
-                             "tokens": list(tok._id_to_token)}
-    if tok.kind == "bpe":
+    model: dict[str, Any] = {"type": hf["model"]["type"], "tokens": list(tok._id_to_token)}
+    if tok._char_level:  # SentencePiece style: the HF model's fields (a Unigram's vocabulary is tokens + scores)
+        model.update({k: v for k, v in hf["model"].items() if k != "type"})
+        if tok.kind == "unigram":
+            model["scores"] = [score for _, score in model.pop("vocab")]
+    elif tok.kind == "bpe":
         model["merges"] = [list(m) for m in _model_merges(tok)]
         model["rank_based"] = tok.model.rank_based
         model["ignore_merges"] = tok.model.ignore_merges
@@ -403,7 +530,12 @@ def _from_lmforge_json(obj: dict, where: str) -> Tokenizer:
     tokens = _require(model, "tokens", f"{where}: model", list)
     vocab = {t: i for i, t in enumerate(tokens) if t is not None}
     hf_model: dict[str, Any]
-    if obj.get("kind") == "bpe":
+    if model.get("type") == "Unigram":
+        scores = _require(model, "scores", f"{where}: model", list)
+        hf_model = {**model, "vocab": [[t, sc] for t, sc in zip(tokens, scores, strict=False)]}
+    elif model.get("type") == "BPE" and "byte_fallback" in model:  # character-level BPE: the HF model as is
+        hf_model = dict(model)
+    elif obj.get("kind") == "bpe":
         merges = _require(model, "merges", f"{where}: model", list)
         try:
             merge_strings = [[tokens[a], tokens[b]] for a, b in merges]
@@ -436,7 +568,17 @@ def _from_lmforge_json(obj: dict, where: str) -> Tokenizer:
 # ------------------------------------------------------------------------------------------------- HF JSON
 def tokenizer_to_hf_json(tok: Tokenizer) -> dict:
     vocab = {t: i for i, t in enumerate(tok._id_to_token) if t is not None}
-    if tok.kind == "bpe":
+    if tok.kind == "bpe" and tok._char_level:
+        m = tok.model
+        model = {"type": "BPE", "dropout": None, "unk_token": tok._id_to_token[m.unk_id] if m.unk_id is not None
+                 else None, "continuing_subword_prefix": m.prefix or None, "end_of_word_suffix": m.suffix or None,
+                 "fuse_unk": m.fuse_unk, "byte_fallback": m.byte_fallback, "ignore_merges": m.ignore_merges,
+                 "vocab": m.vocab, "merges": [list(pair) for pair in m.merges]}
+    elif tok.kind == "unigram":
+        m = tok.model
+        model = {"type": "Unigram", "unk_id": m.unk_id, "vocab": [list(p) for p in m.pieces],
+                 "byte_fallback": m.byte_fallback}
+    elif tok.kind == "bpe":
         strings = tok._id_to_token
         model = {"type": "BPE", "dropout": None, "unk_token": tok.unk_token if tok.model.unk_id is not None else None,
                  "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": False,
@@ -451,7 +593,7 @@ def tokenizer_to_hf_json(tok: Tokenizer) -> dict:
     if isinstance(pre, BertPreTokenizer) and pre.normalizer is not None:
         normalizer = pre.normalizer.to_hf()
     post = tok.post_processor.to_hf() if tok.post_processor is not None else None
-    if post is None and tok.kind == "bpe":
+    if post is None and tok._byte_level:
         post = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True}
     return {"version": "1.0", "truncation": tok.hf_extra.get("truncation"), "padding": tok.hf_extra.get("padding"),
             "added_tokens": [t.to_hf() for t in tok.added_tokens], "normalizer": normalizer,
@@ -493,7 +635,7 @@ def save_tokenizer(tok: Tokenizer, path: str | os.PathLike, format: str = "lmfor
         specials = {f"{r}_token": t for r, t in tok.roles().items()}
         atomic_write_text(p / "special_tokens_map.json", _dumps(specials))
     elif format == "gpt2":
-        if tok.kind != "bpe":
+        if not tok._byte_level:
             raise ConfigError("format 'gpt2' (vocab.json + merges.txt) needs a byte-level BPE tokenizer")
         vocab = {t: i for i, t in enumerate(tok._id_to_token) if t is not None}
         strings = tok._id_to_token

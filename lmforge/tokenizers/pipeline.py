@@ -161,6 +161,34 @@ class Prepend(Normalizer):
         return {"type": "Prepend", "prepend": self.prepend}
 
 
+_WHITE_SPACE = regex.compile(r"\p{White_Space}")  # Rust's char::is_whitespace (Python's isspace has 4 more)
+
+
+class Strip(Normalizer):
+    """Remove white space at the start and/or the end.
+
+    >>> Strip()("  a b ", None)
+    ('a b', [2, 3, 4])
+    """
+
+    def __init__(self, left: bool = True, right: bool = True):
+        self.left, self.right = left, right
+
+    def __call__(self, text, align):
+        s, e = 0, len(text)
+        while self.left and s < e and _WHITE_SPACE.match(text[s]):
+            s += 1
+        while self.right and e > s and _WHITE_SPACE.match(text[e - 1]):
+            e -= 1
+        if (s, e) == (0, len(text)):
+            return text, align
+        src = align if align is not None else _identity(len(text))
+        return text[s:e], src[s:e]
+
+    def to_hf(self):
+        return {"type": "Strip", "strip_left": self.left, "strip_right": self.right}
+
+
 class NormalizerSequence(Normalizer):
     def __init__(self, steps: list[Normalizer]):
         self.steps = steps
@@ -207,13 +235,19 @@ def normalizer_from_hf(obj: dict | None, where: str) -> Normalizer | None:
         return Replace(obj["pattern"], obj["content"])
     if kind == "Prepend":
         return Prepend(obj["prepend"])
+    if kind == "Strip":
+        return Strip(bool(obj.get("strip_left", True)), bool(obj.get("strip_right", True)))
     if kind == "Sequence":
         return NormalizerSequence([normalizer_from_hf(o, where) for o in obj.get("normalizers", [])])
+    if kind == "Precompiled":
+        raise FormatError(f"{where}: normalizer type 'Precompiled' (SentencePiece's compiled character map, as in "
+                          "T5/ALBERT files) is not supported; remove it from 'normalizer' to tokenize without it "
+                          "(NFKC is its usual approximation)")
     if kind == "BertNormalizer":
         return BertNormalizer(obj.get("clean_text", True), obj.get("handle_chinese_chars", True),
                               obj.get("strip_accents"), obj.get("lowercase", True))
     raise FormatError(f"{where}: normalizer type {kind!r} is not supported (supported: NFC, NFD, NFKC, NFKD, "
-                      "Lowercase, StripAccents, BertNormalizer, Prepend, Replace, Sequence)")
+                      "Lowercase, StripAccents, BertNormalizer, Prepend, Replace, Strip, Sequence)")
 
 
 # ------------------------------------------------------------------------------------------ pre-tokenizers
@@ -226,8 +260,55 @@ class PreTokenizer:
     def split_strings(self, text: str) -> list[str]:
         return [p for p, _, _ in self.split(text)]
 
+    def split_at(self, text: str, at_start: bool) -> list[Span]:
+        """``split``, told whether ``text`` starts the user's text (Metaspace's ``prepend_scheme="first"``)."""
+        return self.split(text)
+
     def to_hf(self) -> dict:
         raise NotImplementedError
+
+
+class Metaspace(PreTokenizer):
+    """SentencePiece's view of spaces: every space becomes ``replacement`` (``▁``), which is prepended to the
+    text (``prepend_scheme``: ``always``; ``first``: only where the text starts the input, not after a special
+    token; ``never``) unless already there; with ``split`` each word starts a piece (the ``▁`` stays on it).
+
+    >>> Metaspace().split("Hi  you")
+    [('▁Hi', 0, 2), ('▁', 2, 3), ('▁you', 3, 7)]
+    """
+
+    def __init__(self, replacement: str = "▁", prepend_scheme: str = "always", split: bool = True):
+        if prepend_scheme not in ("always", "first", "never"):
+            raise FormatError(f"Metaspace pre-tokenizer: prepend_scheme should be 'always', 'first' or 'never', "
+                              f"got {prepend_scheme!r}")
+        if len(replacement) != 1:
+            raise FormatError(f"Metaspace pre-tokenizer: replacement should be one character, got {replacement!r}")
+        self.replacement, self.prepend_scheme, self.split_words = replacement, prepend_scheme, split
+
+    def split(self, text):
+        return self.split_at(text, True)
+
+    def split_at(self, text, at_start):
+        if not text:
+            return []
+        r = self.replacement
+        spaced = text.replace(" ", r)
+        shift = 0  # 1 when a replacement char was prepended: it shares the span of the first real char
+        if (self.prepend_scheme == "always" or (self.prepend_scheme == "first" and at_start)) \
+                and not spaced.startswith(r):
+            spaced, shift = r + spaced, 1
+        if not self.split_words:
+            return [(spaced, 0, len(text))]
+        starts = [k for k, c in enumerate(spaced) if c == r and k > 0] + [len(spaced)]
+        out, prev = [], 0
+        for k in starts:  # each replacement char starts a new piece (HF's MergedWithNext)
+            out.append((spaced[prev:k], max(0, prev - shift), k - shift))
+            prev = k
+        return out
+
+    def to_hf(self):
+        return {"type": "Metaspace", "replacement": self.replacement, "prepend_scheme": self.prepend_scheme,
+                "split": self.split_words}
 
 
 class ByteLevel(PreTokenizer):
@@ -430,6 +511,13 @@ class PreTokenizerSequence(PreTokenizer):
             pieces = [p for piece in pieces for p in step.split_strings(piece)]
         return pieces
 
+    def split_at(self, text, at_start):
+        spans = [(text, 0, len(text))]
+        for step in self.steps:
+            spans = [(p, s + ps, s + pe) for piece, s, _ in spans
+                     for p, ps, pe in step.split_at(piece, at_start and s == 0)]
+        return spans
+
     def to_hf(self):
         return {"type": "Sequence", "pretokenizers": [s.to_hf() for s in self.steps]}
 
@@ -450,10 +538,14 @@ def pre_tokenizer_from_hf(obj: dict | None, where: str) -> PreTokenizer | None:
         return WhitespaceSplit()
     if kind == "BertPreTokenizer":
         return BertPreTokenizer()
+    if kind == "Metaspace":
+        # older files spell prepend_scheme as add_prefix_space (true: "always") and the char as str_rep
+        scheme = obj.get("prepend_scheme") or ("always" if obj.get("add_prefix_space", True) else "never")
+        return Metaspace(obj.get("replacement", obj.get("str_rep", "▁")), scheme, bool(obj.get("split", True)))
     if kind == "Sequence":
         return PreTokenizerSequence([pre_tokenizer_from_hf(o, where) for o in obj.get("pretokenizers", [])])
     raise FormatError(f"{where}: pre_tokenizer type {kind!r} is not supported (supported: ByteLevel, Split, "
-                      "Digits, Whitespace, WhitespaceSplit, BertPreTokenizer, Sequence)")
+                      "Digits, Whitespace, WhitespaceSplit, BertPreTokenizer, Metaspace, Sequence)")
 
 
 def find_component(component, cls):
@@ -561,6 +653,9 @@ def post_processor_from_hf(obj: dict | None, where: str) -> Template | None:
 
 
 # ------------------------------------------------------------------------------------------------ decoders
+SENTENCEPIECE_DECODERS = ("Metaspace", "Replace", "ByteFallback", "Fuse", "Strip")
+
+
 def decoder_from_hf(obj: dict | None, where: str) -> dict | None:
     """Decoders are applied by ``Tokenizer.decode`` from their settings; here they are only validated."""
     if obj is None:
@@ -572,8 +667,81 @@ def decoder_from_hf(obj: dict | None, where: str) -> dict | None:
         return obj
     if kind in ("ByteLevel", "WordPiece"):
         return obj
+    if kind == "Replace" and not ("String" in obj.get("pattern", {}) or "Regex" in obj.get("pattern", {})):
+        raise FormatError(f"{where}: decoder Replace: pattern needs 'String' or 'Regex', got {obj.get('pattern')!r}")
+    if kind in SENTENCEPIECE_DECODERS:
+        return obj
     raise FormatError(f"{where}: decoder type {kind!r} is not supported (supported: ByteLevel, WordPiece, "
-                      "Sequence)")
+                      f"{', '.join(SENTENCEPIECE_DECODERS)}, Sequence)")
+
+
+def _byte_of_token(token: str) -> int | None:
+    """The byte a ``<0xNN>`` token stands for, parsed as HF does (a 6-byte token, hex digits, a ``+`` sign
+    allowed), else None.
+
+    >>> _byte_of_token("<0x0A>"), _byte_of_token("<0xa>"), _byte_of_token("a")
+    (10, None, None)
+    """
+    m = _BYTE_TOKEN.fullmatch(token)
+    return int(m.group(1), 16) if m else None
+
+
+_BYTE_TOKEN = regex.compile(r"<0x([0-9A-Fa-f]{2}|\+[0-9A-Fa-f])>")
+
+
+def decode_chain(decoder: dict | None, tokens: list[str]) -> list[str]:
+    """Run the SentencePiece-style decoders over token strings, as HF does; the result is joined with "".
+    Without a decoder HF joins tokens with spaces, so that is what this returns.
+
+    >>> decode_chain({"type": "Sequence", "decoders": [{"type": "ByteFallback"},
+    ...     {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always"}, {"type": "Fuse"}]},
+    ...     ["▁hi", "<0x21>", "▁x"])
+    ['hi! x']
+    """
+    if decoder is None:
+        return [" ".join(tokens)]
+    kind = decoder.get("type")
+    if kind == "Sequence":
+        for step in decoder.get("decoders", []):
+            tokens = decode_chain(step, tokens)
+        return tokens
+    if kind == "ByteFallback":  # runs of <0xNN> become their UTF-8 text, or one U+FFFD per byte if invalid
+        out: list[str] = []
+        run: list[int] = []
+        for tok in [*tokens, None]:
+            b = _byte_of_token(tok) if tok is not None else None
+            if b is not None:
+                run.append(b)
+                continue
+            if run:
+                try:
+                    out.append(bytes(run).decode("utf-8"))
+                except UnicodeDecodeError:
+                    out.extend(["\ufffd"] * len(run))
+                run = []
+            if tok is not None:
+                out.append(tok)
+        return out
+    if kind == "Fuse":
+        return ["".join(tokens)]
+    if kind == "Replace":
+        pattern = decoder["pattern"]
+        rx = regex.compile(regex.escape(pattern["String"]) if "String" in pattern else pattern["Regex"])
+        return [rx.sub(lambda _: decoder["content"], t) for t in tokens]
+    if kind == "Strip":  # up to `start` leading and `stop` trailing `content` chars off every token
+        c, start, stop = decoder.get("content", " "), int(decoder.get("start", 0)), int(decoder.get("stop", 0))
+        out = []
+        for t in tokens:
+            lead = len(t[:start]) - len(t[:start].lstrip(c))
+            tail = len(t[len(t) - stop:] if stop else "") - len((t[len(t) - stop:] if stop else "").rstrip(c))
+            out.append(t[lead:len(t) - tail] if lead < len(t) - tail else "")
+        return out
+    if kind == "Metaspace":  # replacement → space; the first token loses its replacement chars (the prefix)
+        r = decoder.get("replacement", decoder.get("str_rep", "▁"))
+        scheme = decoder.get("prepend_scheme") or ("always" if decoder.get("add_prefix_space", True) else "never")
+        return [t.replace(r, "" if k == 0 and scheme != "never" else " ") for k, t in enumerate(tokens)]
+    raise FormatError(f"decoder type {kind!r} cannot decode a SentencePiece-style (character-level) model "
+                      f"(supported: {', '.join(SENTENCEPIECE_DECODERS)}, Sequence)")
 
 
 # -------------------------------------------------------------------------------------------- added tokens

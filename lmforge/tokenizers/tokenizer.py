@@ -1,7 +1,9 @@
-"""``Tokenizer``: one interface over byte-level BPE and WordPiece.
+"""``Tokenizer``: one interface over byte-level BPE, WordPiece, and SentencePiece-style models (character-level
+BPE with byte fallback, Unigram).
 
-text ─▶ added tokens cut out (raw text) ─▶ normalizer ─▶ pre-tokenizer ─▶ model (BPE / WordPiece) per piece
-     ─▶ post-processor (``[CLS] A [SEP]``, BOS/EOS) ─▶ ids.        ids ─▶ bytes / word pieces ─▶ text.
+text ─▶ added tokens cut out (raw text) ─▶ normalizer ─▶ pre-tokenizer ─▶ model (BPE / WordPiece / Unigram) per
+     piece ─▶ post-processor (``[CLS] A [SEP]``, BOS/EOS) ─▶ ids.
+ids ─▶ bytes (byte-level BPE) / word pieces (WordPiece) / the decoder chain (``▁`` → space, ``<0xNN>`` → bytes) ─▶ text.
 
 Each distinct pre-token is encoded once and cached: natural text repeats its words, so bulk encoding is
 mostly a regex split plus dictionary look-ups.
@@ -25,6 +27,8 @@ from lmforge.tokenizers.pipeline import (
     PreTokenizer,
     PreTokenizerSequence,
     Template,
+    _byte_of_token,
+    decode_chain,
 )
 
 ROLES = ("bos", "eos", "pad", "unk", "cls", "sep", "mask")
@@ -70,8 +74,8 @@ class Tokenizer:
         hf_extra: dict | None = None,
         split_special_tokens: bool = False,
     ):
-        if kind not in ("bpe", "wordpiece"):
-            raise ConfigError(f"kind: expected 'bpe' or 'wordpiece', got {kind!r}")
+        if kind not in ("bpe", "wordpiece", "unigram"):
+            raise ConfigError(f"kind: expected 'bpe', 'wordpiece' or 'unigram', got {kind!r}")
         self.kind = kind
         self.model = model
         self.normalizer = normalizer
@@ -89,7 +93,10 @@ class Tokenizer:
                 self._roles[role] = self._token_to_id[tok]
         if kind == "wordpiece" and "unk" not in self._roles and getattr(model, "unk_token", None) in self._token_to_id:
             self._roles["unk"] = self._token_to_id[model.unk_token]
-        self._byte_level = kind == "bpe"
+        self._byte_level = isinstance(model, BPEModel)
+        # SentencePiece style: pieces are unicode strings (CharBPEModel, UnigramModel), decoded by the decoder chain
+        self._char_level = kind in ("bpe", "unigram") and not self._byte_level
+        self._space_marker = _space_marker(decoder) if self._char_level else None
         self._cache = _PieceCache(self._encode_piece)
         self._trim_offsets = bool(post_processor and post_processor.trim_offsets)
 
@@ -246,6 +253,11 @@ class Tokenizer:
                 raise InputError(f"id {id} is not assigned to any token")
             return b
         tok = self.id_to_token(id)
+        if self._char_level:
+            b = _byte_of_token(tok)
+            if b is not None:
+                return bytes([b])
+            return (tok.replace(self._space_marker, " ") if self._space_marker else tok).encode("utf-8")
         prefix = self.model.continuing_subword_prefix
         if prefix and tok.startswith(prefix):
             return tok[len(prefix):].encode("utf-8")
@@ -317,6 +329,9 @@ class Tokenizer:
                     f"text holds {piece[e.start]!r} (U+{ord(piece[e.start]):04X}), a lone surrogate that cannot be "
                     "UTF-8 encoded; expected valid Unicode text") from None
             return self.model.encode_word(data)
+        if self._char_level:
+            _check_encodable(piece)
+            return self.model.encode_word(piece)
         vocab = self._token_to_id
         return [vocab[p] for p, _, _ in self.model.tokenize_word(piece)]
 
@@ -334,11 +349,17 @@ class Tokenizer:
                 ids.append(added)
                 continue
             seg = text[s:e]
-            if self.normalizer is None and self._norm_matcher is None:
+            if self.normalizer is None and self._norm_matcher is None and not self._char_level:
                 ids.extend(itertools.chain.from_iterable(map(get, self.pre_tokenizer.split_strings(seg))))
             else:
-                self._encode_normalized(seg, 0, ids, None)
+                self._encode_normalized(seg, s, ids, None)
         return ids
+
+    def _pre_split(self, text: str, at_start: bool) -> list[tuple[str, int, int]]:
+        """The pre-tokenizer's pieces; without one (Llama 2's files) the whole text is one piece."""
+        if self.pre_tokenizer is None:
+            return [(text, 0, len(text))] if text else []
+        return self.pre_tokenizer.split_at(text, at_start)
 
     def _encode_normalized(self, seg: str, base: int, ids: list[int], offsets: list | None) -> None:
         norm, align = self.normalizer(seg, None) if self.normalizer is not None else (seg, None)
@@ -357,7 +378,7 @@ class Tokenizer:
                         a, b = s + positions[ls], s + positions[le - 1] + 1
                         offsets.append(_span(align, a, b, base, len(seg)))
                 continue
-            for piece, ps, pe in self.pre_tokenizer.split(norm[s:e]):
+            for piece, ps, pe in self._pre_split(norm[s:e], at_start=base == 0 and s == 0):
                 self._append_piece(piece, s + ps, s + pe, align, base, len(seg), ids, offsets)
 
     def _append_piece(self, piece, ps, pe, align, base, seg_len, ids, offsets) -> None:
@@ -365,10 +386,15 @@ class Tokenizer:
         ids.extend(piece_ids)
         if offsets is None:
             return
-        if self._byte_level:
-            local = _byte_token_offsets(piece, [len(self.model.token_bytes[i] or b"") if i < len(
-                self.model.token_bytes) else 1 for i in piece_ids])
-            inserted = len(piece) - (pe - ps)  # a prefix space the pre-tokenizer added: it shares the span
+        if self._byte_level or self._char_level:
+            if self._byte_level:
+                local = _byte_token_offsets(piece, [len(self.model.token_bytes[i] or b"") if i < len(
+                    self.model.token_bytes) else 1 for i in piece_ids])
+            elif self.kind == "bpe":
+                local = _byte_token_offsets(piece, self.model.encode_with_lengths(piece)[1])
+            else:
+                local = [(s, e) for _, s, e in self.model.tokenize(piece)]
+            inserted = len(piece) - (pe - ps)  # a prefix space / ▁ the pre-tokenizer added: it shares the span
             if inserted > 0:                  # of the first real char, as in HF
                 local = [(max(0, s - inserted), max(0, e - 1 - inserted) + 1) if e > s else (s, e)
                          for s, e in local]
@@ -420,6 +446,8 @@ class Tokenizer:
                     num_workers: int | None = None) -> list[list[int]]:
         """Encode many documents: ids identical to ``encode``, computed by the fast path (numba where it
         applies, and ``num_workers`` processes for large inputs; default: all cores when that pays off)."""
+        if not self._byte_level:  # the compiled path is byte-level BPE's; the others encode one by one
+            return [self.encode(t, add_special_tokens=add_special_tokens) for t in texts]
         from lmforge.tokenizers.fast import encode_many
 
         return encode_many(self, list(texts), add_special_tokens=add_special_tokens, num_workers=num_workers)
@@ -522,6 +550,8 @@ class Tokenizer:
             ids = [i for i in ids if not (i in self._added_by_id and self._added_by_id[i].special)]
         if self._byte_level:
             return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", errors="replace")
+        if self._char_level:
+            return "".join(decode_chain(self.decoder, [self.id_to_token(i) for i in ids]))
         from lmforge.tokenizers.wordpiece import decode_wordpiece
 
         cleanup = True
@@ -533,7 +563,8 @@ class Tokenizer:
     # ------------------------------------------------------------------------------------------- explain
     def explain(self, text: str) -> list[dict[str, Any]]:
         """How each word of ``text`` was split: one record per pre-token, with its pieces, ids, and (BPE) the
-        merges applied in order or (WordPiece) the longest-match steps.
+        merges applied in order, (WordPiece) the longest-match steps, or (Unigram) the Viterbi pieces with their
+        log-probabilities under ``"scores"``.
 
         >>> from lmforge.tokenizers.bpe import bytes_to_token_string
         >>> tok = Tokenizer.from_byte_level_bpe({**{bytes_to_token_string(bytes([b])): b for b in range(256)},
@@ -552,7 +583,7 @@ class Tokenizer:
                 norm, align = self.normalizer(seg, None)
             else:
                 norm, align = seg, None
-            for piece, ps, pe in self.pre_tokenizer.split(norm):
+            for piece, ps, pe in self._pre_split(norm, at_start=s == 0):
                 piece_ids = self._cache[piece]
                 start, end = _span(align, ps, pe, s, len(seg))
                 record = {"word": piece, "start": start, "end": end,
@@ -562,6 +593,12 @@ class Tokenizer:
                     steps = self.model.explain_word(piece.encode("utf-8", errors="surrogatepass"))
                     record["merges"] = [(self._id_to_token[a], self._id_to_token[b], self._id_to_token[n])
                                         for _, a, b, n in steps]
+                elif self.kind == "bpe":  # character-level BPE
+                    record["merges"] = [(self._id_to_token[a], self._id_to_token[b], self._id_to_token[n])
+                                        for _, a, b, n in self.model.explain_word(piece)]
+                elif self.kind == "unigram":
+                    record["merges"] = []
+                    record["scores"] = self.model.explain_word(piece)
                 else:
                     record["merges"] = []
                     record["steps"] = self.model.explain_word(piece)
@@ -597,6 +634,30 @@ for _role in ROLES:
 
 
 # ------------------------------------------------------------------------------------------------- helpers
+def _check_encodable(piece: str) -> None:
+    """Lone surrogates cannot be UTF-8 (nor reach HF): refuse them clearly."""
+    try:
+        piece.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(f"text holds {piece[e.start]!r} (U+{ord(piece[e.start]):04X}), a lone surrogate that cannot "
+                         "be UTF-8 encoded; expected valid Unicode text") from None
+
+
+def _space_marker(decoder: dict | None) -> str | None:
+    """The character a SentencePiece-style decoder turns into a space (``▁``), or None.
+
+    >>> _space_marker({"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"},
+    ...                                                  "content": " "}]})
+    '▁'
+    """
+    for d in _decoder_steps(decoder):
+        if d.get("type") == "Metaspace":
+            return d.get("replacement", d.get("str_rep", "▁"))
+        if d.get("type") == "Replace" and d.get("content") == " " and "String" in d.get("pattern", {}):
+            return d["pattern"]["String"]
+    return None
+
+
 def _token_bytes_of(id_to_token: list[str | None], skip_ids: set[int]) -> list[bytes | None]:
     """GPT-2-alphabet token strings → byte strings (None for tokens outside that alphabet or ids in ``skip_ids``).
 

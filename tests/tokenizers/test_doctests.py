@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["bpe", "pipeline", "tokenizer", "formats", "train", "fast"]
+MODULES = ["bpe", "pipeline", "tokenizer", "formats", "train", "fast", "unigram"]
 
 
 @pytest.mark.parametrize("name", MODULES)

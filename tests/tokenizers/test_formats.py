@@ -118,7 +118,8 @@ def test_save_is_atomic(bpe, tmp_path, monkeypatch):
     ("tokenizer.json", '{"model": {"type": "BPE", "merges": []}}', "'vocab'"),
     ("tokenizer.json", '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]},'
                        ' "pre_tokenizer": {"type": "ByteLevel"}}', r"merges\[0\]"),
-    ("tokenizer.json", '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}', "byte-level"),
+    ("tokenizer.json", '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}}', r"merges\[0\]"),
+    ("tokenizer.json", '{"model": {"type": "Unigram", "vocab": [["a", -1.0], ["b"]]}}', r"model.vocab\[1\]"),
     ("x.tiktoken", "!!!notbase64 zero\n", "line 1"),
     ("x.tiktoken", "YQ== 0\n", "256 single-byte"),
     ("model.bin", "junk", "unknown tokenizer format"),
