@@ -381,7 +381,7 @@ class CharBPEModel:
         self.suffix = end_of_word_suffix or ""
         self.pair_table: dict[tuple[int, int], tuple[int, int]] = {}
         for rank, (a, b) in enumerate(self.merges):  # a pair listed twice keeps its last rank, as HF
-            merged = a + b[len(self.prefix):] if self.prefix and b.startswith(self.prefix) else a + b
+            merged = a + b[len(self.prefix):]  # the right part's prefix goes, as HF ("a" + "##b" = "ab")
             if a not in self.vocab or b not in self.vocab or merged not in self.vocab:
                 raise KeyError(f"merges[{rank}]: {a!r} + {b!r} needs {a!r}, {b!r} and {merged!r} in the vocabulary")
             self.pair_table[(self.vocab[a], self.vocab[b])] = (rank, self.vocab[merged])
