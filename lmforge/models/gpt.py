@@ -3,6 +3,10 @@
 token ids ``(B, T)`` → embeddings (+ learned positions) → ``n_layer`` causal pre-norm blocks (RoPE inside
 attention for the Llama family) → final norm → LM head → logits ``(B, T, V)``: a score for every vocabulary
 entry as the next token after each position.
+
+Long-context switches of the Llama family: ``rope_scaling`` (linear, dynamic NTK, llama3, yarn; see
+:mod:`lmforge.nn.positions`) and ``sliding_window`` (Mistral, Qwen2: each query sees only the last ``sliding_window``
+positions, in the layers ``layer_types`` marks ``"sliding"``).
 """
 
 from __future__ import annotations

@@ -258,8 +258,10 @@ def _llama_cfg(**kw) -> GPTConfig:
          "llama"),
         (_llama_cfg(sliding_window=5, rope_scaling={"rope_type": "linear", "factor": 2.0}), "mistral"),
         (_llama_cfg(sliding_window=5, layer_types=["sliding", "full"], qkv_bias=True), "qwen2"),
+        (_llama_cfg(sliding_window=5, n_expert=3, rope_scaling={"rope_type": "yarn", "factor": 2.0}), "mixtral"),
     ],
-    ids=["llama-yarn", "llama-llama3", "llama-dynamic", "mistral-window-linear", "qwen2-mixed-layers"],
+    ids=["llama-yarn", "llama-llama3", "llama-dynamic", "mistral-window-linear", "qwen2-mixed-layers",
+         "mixtral-window-yarn"],
 )
 def test_export_round_trip_loads_in_transformers_with_identical_logits(cfg, model_type, tmp_path):
     from transformers import AutoModelForCausalLM
