@@ -10,7 +10,10 @@ are expanded to float with ``gguf.quants.dequantize``. Three things need care:
   adjacent (``x0,x1``), while lmforge (like the Hugging Face checkpoints) pairs channel ``i`` with ``i + D/2``;
   :func:`unpermute_rope_rows` undoes it;
 * the pre-tokenizer: the file only names it (``tokenizer.ggml.pre = "smollm"``); the regex that goes with each
-  name is in :data:`PRE_TOKENIZERS`.
+  name is in :data:`PRE_TOKENIZERS`;
+* SentencePiece vocabularies (``tokenizer.ggml.model = "llama"``: Llama 2, Mistral) store no merges, only a score
+  per token: the merges are rebuilt from the scores (:func:`merges_from_scores`) and the tokenizer is the
+  character-level BPE with byte fallback that transformers builds for the same file.
 
 Dequantizing a whole file takes a second or two, building the float32 state dict more; the result is cached as
 safetensors keyed by the file's content hash (see :mod:`lmforge.io.cache`), so a second load is fast.
@@ -263,9 +266,11 @@ def gguf_tokenizer_spec(gf: GGUFFile) -> dict[str, Any]:
     model = meta.get("tokenizer.ggml.model")
     if model is None:
         raise FormatError(f"{gf.path}: the file has no tokenizer (metadata 'tokenizer.ggml.model' is missing)")
+    if model == "llama":
+        return _sentencepiece_spec(gf)
     if model != "gpt2":
-        raise ConfigError(f"{gf.path}: tokenizer.ggml.model={model!r}; lmforge reads byte-level BPE ('gpt2') "
-                          "tokenizers from GGUF")
+        raise ConfigError(f"{gf.path}: tokenizer.ggml.model={model!r}; lmforge reads byte-level BPE ('gpt2') and "
+                          "SentencePiece BPE ('llama') tokenizers from GGUF")
     tokens = list(meta.get("tokenizer.ggml.tokens") or [])
     if not tokens:
         raise FormatError(f"{gf.path}: metadata 'tokenizer.ggml.tokens' is missing or empty")
@@ -310,10 +315,91 @@ def gguf_tokenizer_spec(gf: GGUFFile) -> dict[str, Any]:
     }
 
 
+def merges_from_scores(tokens: list[str], scores: list[float]) -> list[tuple[str, str]]:
+    """SentencePiece BPE merges from token scores, best first, as transformers rebuilds them for GGUF files: every
+    split of a token into two vocabulary tokens is a merge ranked by the token's score (higher first; then longer
+    left part, then longer right part; within a token, by the two parts' ids).
+
+    >>> merges_from_scores(["a", "b", "c", "ab", "abc"], [0.0, 0.0, 0.0, -1.0, -2.0])
+    [('a', 'b'), ('ab', 'c')]
+    """
+    vocab = {t: i for i, t in enumerate(tokens)}
+    score_of = dict(zip(tokens, scores, strict=True))  # a token listed twice: first position, last score
+    ranked = []
+    for token, score in score_of.items():
+        splits = [(token[:k], token[k:]) for k in range(1, len(token)) if token[:k] in vocab and token[k:] in vocab]
+        splits.sort(key=lambda lr: (vocab[lr[0]], vocab[lr[1]]))
+        ranked.extend((left, right, score) for left, right in splits)
+    ranked.sort(key=lambda m: (m[2], len(m[0]), len(m[1])), reverse=True)  # stable: ties keep the order above
+    return [(left, right) for left, right, _ in ranked]
+
+
+def _sentencepiece_spec(gf: GGUFFile) -> dict[str, Any]:
+    """A ``tokenizer.ggml.model = "llama"`` vocabulary as the HF ``tokenizer.json`` transformers builds for it:
+    character-level BPE with byte fallback (merges from the scores), Metaspace ``▁`` prepended to the first word,
+    control tokens special, user-defined tokens matched whole, BOS added unless the file says otherwise."""
+    meta = gf.metadata
+    tokens = list(meta.get("tokenizer.ggml.tokens") or [])
+    if not tokens:
+        raise FormatError(f"{gf.path}: metadata 'tokenizer.ggml.tokens' is missing or empty")
+    scores = [float(x) for x in meta.get("tokenizer.ggml.scores") or []]
+    token_types = list(meta.get("tokenizer.ggml.token_type") or [TOKEN_TYPE_NORMAL] * len(tokens))
+    if len(scores) != len(tokens) or len(token_types) != len(tokens):
+        raise FormatError(f"{gf.path}: tokenizer.ggml.scores / token_type should have one entry per token "
+                          f"({len(tokens)}), got {len(scores)} / {len(token_types)}")
+    if meta.get("tokenizer.ggml.merges"):
+        merges = [tuple(m.split(" ")) for m in meta["tokenizer.ggml.merges"]]
+    else:
+        merges = merges_from_scores(tokens, scores)
+    vocab = {t: i for i, t in enumerate(tokens)}
+
+    def token_of(key: str) -> str | None:
+        token_id = meta.get(f"tokenizer.ggml.{key}")
+        return tokens[int(token_id)] if token_id is not None and 0 <= int(token_id) < len(tokens) else None
+
+    bos, eos, unk = token_of("bos_token_id"), token_of("eos_token_id"), token_of("unknown_token_id")
+    added = {}
+    for i, kind in enumerate(token_types):
+        if kind in (TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED) or tokens[i] == unk:
+            added[i] = {"id": i, "content": tokens[i], "single_word": False, "lstrip": False, "rstrip": False,
+                        "normalized": False, "special": kind != TOKEN_TYPE_USER_DEFINED}
+    add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", True))  # llama.cpp's default for these vocabularies
+    add_eos = bool(meta.get("tokenizer.ggml.add_eos_token", False))
+    ends = [(t, flag) for t, flag in ((bos, add_bos), (eos, add_eos)) if t is not None and flag]
+    post = None
+    if ends:
+        def spell(type_id: int, part: str) -> list[dict]:
+            items = [{"SpecialToken": {"id": bos, "type_id": type_id}}] if add_bos and bos else []
+            items.append({"Sequence": {"id": part, "type_id": type_id}})
+            return items + ([{"SpecialToken": {"id": eos, "type_id": type_id}}] if add_eos and eos else [])
+
+        post = {"type": "TemplateProcessing", "single": spell(0, "A"), "pair": spell(0, "A") + spell(1, "B"),
+                "special_tokens": {t: {"id": t, "ids": [vocab[t]], "tokens": [t]} for t, _ in ends}}
+    hf_json = {
+        "added_tokens": [added[i] for i in sorted(added)], "normalizer": None,
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": False},
+        "post_processor": post,
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"},
+            {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "fuse_unk": True, "byte_fallback": True,
+                  "ignore_merges": False, "vocab": vocab, "merges": [list(m) for m in merges]},
+    }
+    roles = {"bos": bos, "eos": eos, "unk": unk, "pad": token_of("padding_token_id")}
+    return {"model": "llama", "hf_json": hf_json, "roles": roles, "chat_template": meta.get("tokenizer.chat_template")}
+
+
 def tokenizer_from_spec(spec: dict[str, Any]) -> Any:
     """An lmforge ``Tokenizer`` (with its ``chat_template``) from :func:`gguf_tokenizer_spec`'s dict."""
     from lmforge.tokenizers import Tokenizer
 
+    if spec.get("model") == "llama":
+        tokenizer = Tokenizer.from_hf_json(spec["hf_json"], where="GGUF tokenizer")
+        for role, token in spec["roles"].items():
+            if token is not None:
+                setattr(tokenizer, f"{role}_token", token)
+        tokenizer.chat_template = spec["chat_template"]
+        return tokenizer
     tokenizer = Tokenizer.from_byte_level_bpe(
         spec["vocab"], [tuple(m) for m in spec["merges"]], pattern=spec["pattern"],
         individual_digits=spec["individual_digits"], special_tokens=spec["special_tokens"],

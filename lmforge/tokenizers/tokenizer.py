@@ -33,6 +33,9 @@ from lmforge.tokenizers.pipeline import (
 
 ROLES = ("bos", "eos", "pad", "unk", "cls", "sep", "mask")
 _CACHE_LIMIT = 1_000_000  # distinct pre-tokens kept before the cache is reset (bounds memory on huge corpora)
+# SentencePiece files without word splitting (Llama 2, Mistral) make a whole text one piece: such long pieces rarely
+# repeat, so they are encoded without being cached (HF does the same above 256 chars)
+_CACHE_MAX_PIECE = 256
 
 
 class _PieceCache(dict):
@@ -382,7 +385,10 @@ class Tokenizer:
                 self._append_piece(piece, s + ps, s + pe, align, base, len(seg), ids, offsets)
 
     def _append_piece(self, piece, ps, pe, align, base, seg_len, ids, offsets) -> None:
-        piece_ids = self._cache[piece]
+        if self._char_level and len(piece) > _CACHE_MAX_PIECE:
+            piece_ids = self._encode_piece(piece)
+        else:
+            piece_ids = self._cache[piece]
         ids.extend(piece_ids)
         if offsets is None:
             return
