@@ -109,9 +109,12 @@ def _presence_data(n: int, seed: int) -> list[Example]:
     return out
 
 
+# Budgets of the three toy tasks below: with them, 12 of 12 seeds (of the tiny model and of fine-tuning) reached
+# 1.0 here; with half the epochs 1 or 2 seeds in 12 stayed near chance. The margin matters because another CPU
+# rounds differently, which acts like another seed.
 def test_classification_learns(tiny_bert, tmp_path):
     result = finetune(tiny_bert, None, "classify", tmp_path / "clf", train_examples=_presence_data(256, 0),
-                      eval_examples=_presence_data(100, 1), epochs=4, lr=3e-3, batch_size=32, progress=False)
+                      eval_examples=_presence_data(100, 1), epochs=8, lr=3e-3, batch_size=32, progress=False)
     assert result.metrics["accuracy"] >= 0.9  # chance is ~0.5
     assert result.losses[-1] < result.losses[0]
     # validation loss is logged, but no "perplexity": a classifier's cross-entropy is not one
@@ -152,7 +155,7 @@ def _tag_data(n: int, seed: int) -> list[Example]:
 
 def test_tagging_learns(tiny_bert, tmp_path):
     result = finetune(tiny_bert, None, "tag", tmp_path / "tag", train_examples=_tag_data(256, 0),
-                      eval_examples=_tag_data(64, 1), epochs=20, lr=5e-3, batch_size=32, progress=False)
+                      eval_examples=_tag_data(64, 1), epochs=40, lr=5e-3, batch_size=32, progress=False)
     assert result.labels == ["B-PER", "I-PER", "O"]
     assert result.metrics["f1"] >= 0.8
     pred = predict(tmp_path / "tag", ["yesterday mr jones went to the city"])[0]
@@ -191,7 +194,7 @@ def _which_text_data(n: int, seed: int) -> list[Example]:
 
 def test_pair_classification_learns(tiny_bert, tmp_path):
     result = finetune(tiny_bert, None, "pair", tmp_path / "pair", train_examples=_which_text_data(256, 0),
-                      eval_examples=_which_text_data(100, 1), epochs=6, lr=3e-3, batch_size=32, progress=False)
+                      eval_examples=_which_text_data(100, 1), epochs=10, lr=3e-3, batch_size=32, progress=False)
     assert result.metrics["accuracy"] >= 0.9
     preds = predict(tmp_path / "pair", ["the excellent car", "a red dog"], pairs=["a red dog", "the excellent car"])
     assert [p.label for p in preds] == ["first", "second"]  # swapping the texts flips the answer
