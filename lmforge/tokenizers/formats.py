@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import re
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,31 @@ def hf_json_float(text: str) -> float:
         power = float(f"1e{abs(exponent)}")
         value = value * power if exponent >= 0 else value / power
     return -value if negative else value
+
+
+def hf_json_float_text(value: float) -> str:
+    """A JSON spelling of ``value`` that HF ``tokenizers`` reads back as exactly ``value`` (see
+    :func:`hf_json_float`): the shortest spelling when that works, else a nearby 17-20 digit one.
+
+    >>> hf_json_float_text(-1.5), hf_json_float(hf_json_float_text(-1.4154975679993917)) == -1.4154975679993917
+    ('-1.5', True)
+    """
+    text = repr(float(value))
+    if not _JSON_NUMBER.fullmatch(text) or hf_json_float(text) == value:
+        return text  # inf/nan (not JSON anyway) or already exact
+    exact = Fraction(abs(value))
+    for scale in range(-20, 360):  # value = significand / 10**scale with a 17-20 digit significand (< 2**64)
+        nearest = round(exact * 10**scale)
+        if nearest < 10**16:
+            continue
+        if nearest >= _U64_MAX:
+            break
+        for delta in range(64):  # serde's result is within an ulp or two of the true value
+            for candidate in {nearest + delta, nearest - delta}:
+                spelled = f"{'-' if value < 0 else ''}{candidate}e{-scale}"
+                if hf_json_float(spelled) == value:
+                    return spelled
+    return text
 
 
 def _load_json_file(path: Path, pattern: str | None) -> Tokenizer:
@@ -628,9 +654,9 @@ def save_tokenizer(tok: Tokenizer, path: str | os.PathLike, format: str = "lmfor
         atomic_write_text(target, _dumps(tokenizer_to_lmforge_json(tok)))
     elif format == "hf":
         if p.suffix == ".json":
-            atomic_write_text(p, _dumps(tokenizer_to_hf_json(tok)))
+            atomic_write_text(p, _hf_dumps(tok))
             return
-        atomic_write_text(p / "tokenizer.json", _dumps(tokenizer_to_hf_json(tok)))
+        atomic_write_text(p / "tokenizer.json", _hf_dumps(tok))
         atomic_write_text(p / "tokenizer_config.json", _dumps(_hf_config(tok)))
         specials = {f"{r}_token": t for r, t in tok.roles().items()}
         atomic_write_text(p / "special_tokens_map.json", _dumps(specials))
@@ -654,3 +680,14 @@ def save_tokenizer(tok: Tokenizer, path: str | os.PathLike, format: str = "lmfor
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, indent=1) + "\n"
+
+
+def _hf_dumps(tok: Tokenizer) -> str:
+    """``tokenizer.json`` text; Unigram scores spelled so that HF reads back exactly the floats lmforge holds
+    (its JSON float reading is not exact, and Viterbi ties make the last bit matter)."""
+    obj = tokenizer_to_hf_json(tok)
+    if tok.kind != "unigram":
+        return _dumps(obj)
+    spelled = [hf_json_float_text(score) for _, score in obj["model"]["vocab"]]
+    obj["model"]["vocab"] = [[piece, f"\x00{k}\x00"] for k, (piece, _) in enumerate(obj["model"]["vocab"])]
+    return re.sub(r'"\\u0000(\d+)\\u0000"', lambda m: spelled[int(m.group(1))], _dumps(obj))

@@ -108,3 +108,29 @@ def test_char_bpe_lengths_match_hf_byte_offsets():
         ref = hf.model.tokenize(word)
         assert ids == [t.id for t in ref]
         assert lengths == [t.offsets[1] - t.offsets[0] for t in ref]
+
+
+def test_json_floats_are_read_as_hf_reads_them():
+    """HF's JSON float reading is not correctly rounded; its own re-serialization (shortest round-trip digits)
+    shows the floats it holds, which ``hf_json_float`` must reproduce, and ``hf_json_float_text`` must spell."""
+    import json
+    import random
+
+    from lmforge.tokenizers.formats import hf_json_float, hf_json_float_text
+
+    rng = random.Random(0)
+    values = [-rng.uniform(0, 30) for _ in range(1500)] + [-rng.uniform(0, 1e-4) for _ in range(300)]
+    texts = [repr(v) for v in values] + ["-12.5", "-0.1", "-1e-07", "-3.25E+1", "-123456789012345678901.5",
+                                         "-0.00000000000000000000123"]
+    def held_by_hf(spelled_scores: list[str]) -> list[float]:
+        vocab = ",".join(f'["p{k}", {t}]' for k, t in enumerate(spelled_scores))
+        text = '{"model": {"type": "Unigram", "unk_id": 0, "vocab": [' + vocab + "]}}"
+        return [score for _, score in json.loads(HFTokenizer.from_str(text).to_str())["model"]["vocab"]]
+
+    held = held_by_hf(texts)
+    assert [hf_json_float(t) for t in texts] == held
+    assert sum(hf_json_float(t) != float(t) for t in texts) > 50  # the difference is real, not hypothetical
+    back = held_by_hf([hf_json_float_text(v) for v in values])
+    exact = [score == v for score, v in zip(back, values, strict=True)]
+    assert sum(exact) >= 0.99 * len(values)  # a few floats have no spelling serde reads back exactly
+    assert all(hf_json_float(hf_json_float_text(v)) == v for v, ok in zip(values, exact, strict=True) if ok)
