@@ -161,6 +161,29 @@ class Prepend(Normalizer):
         return {"type": "Prepend", "prepend": self.prepend}
 
 
+# SentencePiece's nmt_nfkc clean-up (HF's Nmt normalizer): control characters dropped, odd spaces made plain
+_NMT_DROP = {*range(0x01, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F, 0x8F, 0x9F}
+_NMT_SPACE = {0x09, 0x0A, 0x0C, 0x0D, 0x1680, *range(0x200B, 0x2010), 0x2028, 0x2029, 0x2581, 0xFEFF, 0xFFFD}
+_NMT_TABLE = {**{c: "" for c in _NMT_DROP}, **{c: " " for c in _NMT_SPACE}}
+
+
+class Nmt(Normalizer):
+    """SentencePiece's ``nmt_nfkc`` clean-up before NFKC: drop control characters, turn tabs, newlines, zero-width
+    and other odd spaces (and ``▁`` itself) into a plain space.
+
+    >>> Nmt()("a" + chr(9) + "b" + chr(7) + "c", None)
+    ('a bc', [0, 1, 2, 4])
+    """
+
+    def __call__(self, text, align):
+        if not any(ord(c) in _NMT_TABLE for c in text):
+            return text, align
+        return _per_char(text, align, lambda c: _NMT_TABLE.get(ord(c), c))
+
+    def to_hf(self):
+        return {"type": "Nmt"}
+
+
 _WHITE_SPACE = regex.compile(r"\p{White_Space}")  # Rust's char::is_whitespace (Python's isspace has 4 more)
 
 
@@ -235,6 +258,8 @@ def normalizer_from_hf(obj: dict | None, where: str) -> Normalizer | None:
         return Replace(obj["pattern"], obj["content"])
     if kind == "Prepend":
         return Prepend(obj["prepend"])
+    if kind == "Nmt":
+        return Nmt()
     if kind == "Strip":
         return Strip(bool(obj.get("strip_left", True)), bool(obj.get("strip_right", True)))
     if kind == "Sequence":
@@ -247,7 +272,7 @@ def normalizer_from_hf(obj: dict | None, where: str) -> Normalizer | None:
         return BertNormalizer(obj.get("clean_text", True), obj.get("handle_chinese_chars", True),
                               obj.get("strip_accents"), obj.get("lowercase", True))
     raise FormatError(f"{where}: normalizer type {kind!r} is not supported (supported: NFC, NFD, NFKC, NFKD, "
-                      "Lowercase, StripAccents, BertNormalizer, Prepend, Replace, Strip, Sequence)")
+                      "Lowercase, StripAccents, BertNormalizer, Prepend, Replace, Strip, Nmt, Sequence)")
 
 
 # ------------------------------------------------------------------------------------------ pre-tokenizers

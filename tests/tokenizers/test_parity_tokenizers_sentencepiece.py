@@ -272,3 +272,44 @@ def test_normalizers_and_decoders_the_files_chain(bpe_base):
         assert ours.encode(text) == ref.ids
         assert ours.encode_batch([text], return_offsets=True)["offsets"][0] == [tuple(o) for o in ref.offsets]
         assert ours.decode(ref.ids) == hf.decode(ref.ids)
+
+
+@pytest.fixture(scope="module", params=["unigram", "bpe"])
+def hf_implementation(request, tmp_path_factory):
+    """HF's ready-made SentencePiece tokenizers (Nmt + NFKC + Replace normalizers, Metaspace), saved to a file."""
+    from tokenizers import SentencePieceBPETokenizer, SentencePieceUnigramTokenizer
+
+    if request.param == "unigram":
+        hf = SentencePieceUnigramTokenizer()
+        hf.train_from_iterator(builtin_documents()[:30], vocab_size=800, special_tokens=SPECIALS, unk_token="<unk>",
+                               show_progress=False)
+    else:
+        hf = SentencePieceBPETokenizer(unk_token="<unk>")
+        hf.train_from_iterator(builtin_documents(), vocab_size=1500, special_tokens=SPECIALS, show_progress=False)
+    path = tmp_path_factory.mktemp("impl") / "tokenizer.json"
+    hf.save(str(path))
+    return HFTokenizer.from_file(str(path)), load_tokenizer(path)
+
+
+def test_hf_sentencepiece_implementations_match(hf_implementation, lines):
+    hf, ours = hf_implementation
+    assert [hf.encode(t).ids for t in lines] == [ours.encode(t) for t in lines]
+    for text in lines[::50] + EXTRA + ["ctrl\x07chars\x1f and\u200bzero\ufeffwidth\t\ttabs  \n\n end"]:
+        ref = hf.encode(text)
+        assert ours.encode(text) == ref.ids, text
+        assert ours.encode_batch([text], return_offsets=True)["offsets"][0] == [tuple(o) for o in ref.offsets], text
+        assert ours.decode(ref.ids) == hf.decode(ref.ids)
+
+
+@settings(max_examples=80, deadline=None)
+@given(UNICODE)
+def test_hf_sentencepiece_implementations_on_generated_unicode(hf_implementation, text):
+    hf, ours = hf_implementation
+    assert ours.encode(text) == hf.encode(text).ids
+
+
+def test_nmt_normalizer_matches_hf_on_every_code_point():
+    from lmforge.tokenizers.pipeline import Nmt
+
+    text = "".join(chr(c) for c in range(1, 0x110000) if not 0xD800 <= c < 0xE000)
+    assert Nmt()(text, None)[0] == normalizers.Nmt().normalize_str(text)
