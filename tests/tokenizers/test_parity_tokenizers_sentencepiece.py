@@ -210,6 +210,16 @@ def test_explain_shows_merges_and_viterbi_scores(bpe_base, unigram_base):
         assert all(scores[p] == s for p, s in record["scores"])
 
 
+def test_encode_many_and_bad_text(bpe_base, unigram_base, lines):
+    from lmforge.errors import InputError
+
+    for tok in (Tokenizer.from_hf_json(_with_pipeline(bpe_base, BPE_PIPELINES["first-nosplit"])),
+                Tokenizer.from_hf_json(_with_pipeline(unigram_base, UNIGRAM_PIPELINES["always-split"]))):
+        assert tok.encode_many(lines[:300]) == [tok.encode(t) for t in lines[:300]]
+        with pytest.raises(InputError, match="surrogate"):
+            tok.encode("a\ud800b")
+
+
 def test_token_bytes_spell_the_text(bpe_base):
     tok = Tokenizer.from_hf_json(_with_pipeline(bpe_base, BPE_PIPELINES["llama2-legacy"]))
     text = "hello wörld 中文"
