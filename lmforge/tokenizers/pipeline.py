@@ -700,11 +700,11 @@ def decoder_from_hf(obj: dict | None, where: str) -> dict | None:
                       f"{', '.join(SENTENCEPIECE_DECODERS)}, Sequence)")
 
 
-def _byte_of_token(token: str) -> int | None:
+def byte_of_token(token: str) -> int | None:
     """The byte a ``<0xNN>`` token stands for, parsed as HF does (a 6-byte token, hex digits, a ``+`` sign
     allowed), else None.
 
-    >>> _byte_of_token("<0x0A>"), _byte_of_token("<0xa>"), _byte_of_token("a")
+    >>> byte_of_token("<0x0A>"), byte_of_token("<0xa>"), byte_of_token("a")
     (10, None, None)
     """
     m = _BYTE_TOKEN.fullmatch(token)
@@ -734,7 +734,7 @@ def decode_chain(decoder: dict | None, tokens: list[str]) -> list[str]:
         out: list[str] = []
         run: list[int] = []
         for tok in [*tokens, None]:
-            b = _byte_of_token(tok) if tok is not None else None
+            b = byte_of_token(tok) if tok is not None else None
             if b is not None:
                 run.append(b)
                 continue

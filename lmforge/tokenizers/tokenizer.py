@@ -27,7 +27,7 @@ from lmforge.tokenizers.pipeline import (
     PreTokenizer,
     PreTokenizerSequence,
     Template,
-    _byte_of_token,
+    byte_of_token,
     decode_chain,
 )
 
@@ -257,7 +257,7 @@ class Tokenizer:
             return b
         tok = self.id_to_token(id)
         if self._char_level:
-            b = _byte_of_token(tok)
+            b = byte_of_token(tok)
             if b is not None:
                 return bytes([b])
             return (tok.replace(self._space_marker, " ") if self._space_marker else tok).encode("utf-8")
@@ -452,7 +452,7 @@ class Tokenizer:
                     num_workers: int | None = None) -> list[list[int]]:
         """Encode many documents: ids identical to ``encode``, computed by the fast path (numba where it
         applies, and ``num_workers`` processes for large inputs; default: all cores when that pays off)."""
-        if not self._byte_level:  # the compiled path is byte-level BPE's; the others encode one by one
+        if self._char_level:  # SentencePiece-style models have no compiled path: one by one
             return [self.encode(t, add_special_tokens=add_special_tokens) for t in texts]
         from lmforge.tokenizers.fast import encode_many
 
