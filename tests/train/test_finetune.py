@@ -164,19 +164,34 @@ def test_tagging_learns(tiny_bert, tmp_path):
 
 @pytest.mark.slow
 def test_real_minilm_one_epoch_on_pang_lee_beats_chance(minilm_path, gensim_test_data, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
     # the file is Windows-1252 (it holds 0x97 em dashes), not UTF-8
     examples = read_examples(gensim_test_data / "pang_lee_polarity.cor", "classify", encoding="cp1252")
     assert len(examples) == 200
     train_ex, eval_ex = examples[0::2], examples[1::2]  # the file is sorted by label: alternate for balance
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = finetune(minilm_path, None, "classify", tmp_path / "pl", train_examples=train_ex,
-                          eval_examples=eval_ex, epochs=1, lr=3e-4, batch_size=8, progress=False)
-    # 100 balanced held-out sentences, 13 optimizer steps: chance is 0.5 and p(>= 0.6 by luck) ~ 0.03. (The
-    # cross-validated, several-epoch figure is bench/finetune_cv.py's.)
-    assert result.metrics["accuracy"] >= 0.6, result.metrics
-    assert json.loads((tmp_path / "pl" / "metrics.json").read_text())["accuracy"] == result.metrics["accuracy"]
-    assert np.isfinite(result.losses).all()
+    truth = [e.label == "pos" for e in eval_ex]
+    # One epoch is 13 optimizer steps, and [CLS] of this sentence-embedding model is a weak feature (a logistic
+    # regression on its pooled [CLS] reaches ~0.63; on the mean-pooled embedding ~0.76). After so few steps the
+    # accuracy at the 0.5 threshold swings from seed to seed (0.50-0.78 over 8 seeds: a run may still put most
+    # sentences on one side), while the ranking of the held-out sentences by p(pos) is what the model learned:
+    # ROC AUC 0.63-0.78 over those 8 seeds. So the test asks the mean AUC of two seeds to beat chance (0.5; the
+    # standard deviation of that mean under chance is ~0.04, so 0.6 is ~2.4 of them). The cross-validated
+    # several-epoch accuracy is bench/finetune_cv.py's.
+    aucs = []
+    for seed in (0, 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = finetune(minilm_path, None, "classify", tmp_path / f"pl{seed}", train_examples=train_ex,
+                              eval_examples=eval_ex, epochs=1, lr=3e-4, batch_size=8, seed=seed, progress=False)
+        assert np.isfinite(result.losses).all()
+        saved = json.loads((tmp_path / f"pl{seed}" / "metrics.json").read_text())
+        assert saved["accuracy"] == result.metrics["accuracy"]
+        preds = predict(tmp_path / f"pl{seed}", [e.text for e in eval_ex])
+        assert [p.label for p in preds].count("pos") + [p.label for p in preds].count("neg") == 100
+        p_pos = [p.score if p.label == "pos" else 1.0 - p.score for p in preds]
+        aucs.append(roc_auc_score(truth, p_pos))
+    assert np.mean(aucs) >= 0.6, aucs
 
 
 def _which_text_data(n: int, seed: int) -> list[Example]:

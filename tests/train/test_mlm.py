@@ -88,14 +88,16 @@ def test_tiny_bert_learns_a_small_text(tmp_path):
     model = Bert(BertConfig(vocab_size=len(vocab), d_model=64, n_layers=2, n_heads=2, d_ff=128, max_positions=32,
                             head="mlm", dropout=0.0))
     before = masked_accuracy(model, task.eval_batches(32))
-    result = train(model, task, TrainConfig(steps=400, batch_size=32, lr=3e-3, warmup_steps=10, eval_every=0,
+    result = train(model, task, TrainConfig(steps=800, batch_size=32, lr=3e-3, warmup_steps=10, eval_every=0,
                                             checkpoint_every=0, weight_decay=0.01, beta2=0.99),
                    tmp_path, progress=False)
     after = masked_accuracy(model, task.eval_batches(32))
     assert result.losses[-1] < result.losses[0] - 2.0
     assert before.accuracy < before.baseline
-    # the frequency baseline (always the most common word) is ~7% here; the model reaches more than twice that
-    assert after.accuracy > 2 * after.baseline and after.accuracy > after.baseline + 0.07
+    # The frequency baseline (always the most common word) is 6-9% here. With 800 steps, 6 of 6 seeds (data masks and
+    # initial weights) reached 43-49%; with 400 steps they reached only 14-18%, too close to a bar of twice the
+    # baseline for another CPU's rounding (which acts like another seed).
+    assert after.accuracy > 3 * after.baseline and after.accuracy > after.baseline + 0.2
 
 
 def test_word_starts_of_a_real_wordpiece_vocabulary(minilm_path):
