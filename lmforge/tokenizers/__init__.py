@@ -1,5 +1,6 @@
 """Subword tokenizers: byte-level BPE (GPT-2/GPT-4 style) and WordPiece (BERT), one ``Tokenizer`` interface,
-trainers, and the ecosystem's file formats (HF ``tokenizer.json``, GPT-2 ``vocab.json``/``merges.txt``, BERT
+trainers, SentencePiece-style models read from files (character-level BPE with byte fallback, Unigram), and the
+ecosystem's file formats (HF ``tokenizer.json``, GPT-2 ``vocab.json``/``merges.txt``, BERT
 ``vocab.txt``, tiktoken ranks). Imports no torch.
 """
 
