@@ -54,9 +54,11 @@ def test_memorises_a_text_and_greedy_generation_reproduces_it(tmp_path):
     tok = train_tokenizer([MEMO_TEXT], kind="bpe", vocab_size=320, special_tokens=[EOT], show_progress=False)
     data = prepare_tokens([src], tok, tmp_path / "data", val_fraction=0.3)
     result = pretrain_gpt(tmp_path / "data", tmp_path / "run", "tiny", {**SMALL, "dropout": 0.0},
-                          {"steps": 150, "batch_size": 16, "lr": 3e-3, "warmup_steps": 10, "weight_decay": 0.0,
+                          {"steps": 250, "batch_size": 16, "lr": 3e-3, "warmup_steps": 10, "weight_decay": 0.0,
                            **QUIET}, progress=False)
-    assert result.losses[-1] < 0.05, result.losses[-10:]
+    # From ln(320) ~ 5.8 to near 0: over seeds 0-5 the last loss was 0.021-0.041 after 250 steps (0.039-0.057
+    # after 150, too close to a fixed bar for another CPU's rounding, which acts like another seed).
+    assert result.losses[-1] < 0.08, result.losses[-10:]
     lm = lmforge.load(tmp_path / "run")
     train = data.train.astype(np.int64).tolist()
     for start in (0, 40):
