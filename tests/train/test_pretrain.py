@@ -74,12 +74,13 @@ def test_tiny_beats_the_unigram_baseline_on_the_builtin_corpus(builtin_data, tmp
     baseline = unigram_entropy(data.train, data.val, data.vocab_size)
     result = pretrain_gpt(builtin_data, tmp_path / "run", "tiny", {"n_layer": 2, "n_head": 2, "n_embd": 64,
                                                                   "block_size": 64},
-                          {"steps": 200, "batch_size": 16, "lr": 3e-3, "warmup_steps": 20, "eval_every": 100,
-                           "eval_batches": 4, "checkpoint_every": 0}, progress=False)
-    # A context-free model cannot do better than `baseline`; 200 steps of the transformer clearly do.
+                          {"steps": 300, "batch_size": 16, "lr": 3e-3, "warmup_steps": 20, "eval_every": 150,
+                           "eval_batches": 16, "checkpoint_every": 0}, progress=False)
+    # A context-free model cannot do better than `baseline` (5.34 nats here); 300 steps of the transformer clearly
+    # do: 0.83-1.44 nats below it over seeds 0-4 (200 steps judged on 4 batches gave 0.59-1.12, too close to the bar).
     assert result.val_loss < baseline - 0.5, (result.val_loss, baseline)
     lm = lmforge.load(tmp_path / "run")
-    ppl = perplexity(lm.model, data.val, batch_size=16, max_windows=64)
+    ppl = perplexity(lm.model, data.val, batch_size=16, max_windows=16 * 16)
     assert ppl.loss == pytest.approx(result.val_loss, abs=1e-4)  # the saved model is the trained one
 
 
