@@ -11,6 +11,12 @@ are expanded to float with ``gguf.quants.dequantize``. Three things need care:
   :func:`unpermute_rope_rows` undoes it;
 * the pre-tokenizer: the file only names it (``tokenizer.ggml.pre = "smollm"``); the regex that goes with each
   name is in :data:`PRE_TOKENIZERS`;
+* long-context RoPE: ``{arch}.rope.scaling.type`` linear / yarn (with ``.factor``,
+  ``.original_context_length``, ``.yarn_beta_fast``/``.yarn_beta_slow``) becomes ``rope_scaling`` with the meaning
+  llama.cpp gives it; Llama 3.1 files carry their "llama3" schedule as a ``rope_freqs.weight`` tensor of
+  per-rotation divisors instead, which :func:`rope_scaling_from_freq_factors` reads back (and checks). Keys
+  lmforge cannot honour (longrope, yarn_log_multiplier, a sliding window on llama) raise ``ConfigError``;
+  transformers' GGUF loader, by contrast, silently ignores all of them for llama files;
 * SentencePiece vocabularies (``tokenizer.ggml.model = "llama"``: Llama 2, Mistral) store no merges, only a score
   per token: the merges are rebuilt from the scores (:func:`merges_from_scores`) and the tokenizer is the
   character-level BPE with byte fallback that transformers builds for the same file.
@@ -22,6 +28,7 @@ safetensors keyed by the file's content hash (see :mod:`lmforge.io.cache`), so a
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -180,15 +187,131 @@ def gguf_config_kwargs(gf: GGUFFile) -> dict[str, Any]:
     if rope_dims != head_dim:
         raise ConfigError(f"{gf.path}: {arch}.rope.dimension_count={rope_dims}: only full-width RoPE "
                           f"(= head size {head_dim}) is supported")
-    scaling = meta.get(f"{arch}.rope.scaling.type", "none")
-    if scaling not in ("none", ""):
-        raise ConfigError(f"{gf.path}: {arch}.rope.scaling.type={scaling!r} is not supported")
+    for key in (f"{arch}.attention.sliding_window", f"{arch}.attention.sliding_window_pattern"):
+        if key in meta:  # llama.cpp's llama graph has no sliding window: honouring it would diverge from llama.cpp
+            raise ConfigError(f"{gf.path}: metadata {key!r} is not supported for architecture {arch!r}")
+    scaling = gguf_rope_scaling(gf, head_dim, kwargs.get("rope_theta", 10000.0), kwargs["block_size"])
+    if scaling is not None:
+        kwargs["rope_scaling"] = scaling
     # The Llama family: RoPE, RMSNorm, SwiGLU, no biases; the head shares the embedding when the file has no
     # separate output.weight.
     kwargs.update(
         pos="rope", norm="rms", mlp="swiglu", bias=False, tie_embeddings="output.weight" not in gf.tensors
     )
     return kwargs
+
+
+# {arch}.rope.scaling.<key> → rope_scaling field (Hugging Face ``rope_parameters`` names), per scaling type.
+# "finetuned" only records how the model was trained; it changes nothing at inference.
+ROPE_SCALING_KEYS: dict[str, dict[str, str | None]] = {
+    "linear": {"factor": "factor", "finetuned": None},
+    "yarn": {"factor": "factor", "original_context_length": "original_max_position_embeddings",
+             "yarn_beta_fast": "beta_fast", "yarn_beta_slow": "beta_slow", "finetuned": None},
+}
+ROPE_FREQS_TENSOR = "rope_freqs.weight"  # Llama 3.1: per-frequency divisors of the rotation speeds
+
+
+def gguf_rope_scaling(gf: GGUFFile, head_dim: int, theta: float, block_size: int) -> dict | None:
+    """The ``rope_scaling`` dict (``None``: plain RoPE) from ``{arch}.rope.scaling.*`` metadata or from a
+    ``rope_freqs.weight`` tensor, with the meaning llama.cpp gives them. Keys lmforge does not implement raise a
+    :class:`ConfigError` naming them.
+
+    >>> # {'llama.rope.scaling.type': 'yarn', 'llama.rope.scaling.factor': 4.0,
+    >>> #  'llama.rope.scaling.original_context_length': 32} → {'rope_type': 'yarn', 'factor': 4.0,
+    >>> #                                                        'original_max_position_embeddings': 32}
+    """
+    arch, meta = gf.architecture, gf.metadata
+    prefix = f"{arch}.rope.scaling."
+    rope_type = str(meta.get(prefix + "type", "none"))
+    present = sorted(k for k in meta if k.startswith(prefix) and k != prefix + "type")
+    freqs = gf.tensors.get(ROPE_FREQS_TENSOR)
+    if rope_type in ("none", ""):
+        # A factor of 1 (or an unused key llama.cpp writes anyway) changes nothing; anything else would be ignored.
+        meaningful = [k for k in present if not (k == prefix + "factor" and float(meta[k]) in (0.0, 1.0))
+                      and k != prefix + "finetuned"]
+        if meaningful:
+            raise ConfigError(f"{gf.path}: metadata {meaningful[0]!r} is set but {prefix}type is 'none'")
+        return None if freqs is None else rope_scaling_from_freq_factors(gf, freqs, head_dim, theta)
+    if rope_type not in ROPE_SCALING_KEYS:
+        raise ConfigError(f"{gf.path}: metadata {prefix + 'type'!r} = {rope_type!r} is not supported "
+                          f"(supported: none, {', '.join(ROPE_SCALING_KEYS)})")
+    if freqs is not None:
+        raise ConfigError(f"{gf.path}: tensor {ROPE_FREQS_TENSOR!r} together with {prefix}type={rope_type!r} "
+                          "is not supported")
+    fields = ROPE_SCALING_KEYS[rope_type]
+    scaling: dict[str, Any] = {"rope_type": rope_type}
+    for key in present:
+        suffix = key[len(prefix):]
+        if suffix not in fields:
+            raise ConfigError(f"{gf.path}: metadata {key!r} is not supported with {prefix}type={rope_type!r}")
+        if fields[suffix] is not None:
+            value = meta[key]
+            scaling[fields[suffix]] = int(value) if suffix == "original_context_length" else float(value)
+    if "factor" not in scaling:
+        raise FormatError(f"{gf.path}: metadata {prefix + 'factor'!r} is missing (needed for {rope_type} scaling)")
+    if rope_type == "yarn" and not scaling.get("original_max_position_embeddings"):
+        scaling["original_max_position_embeddings"] = block_size  # llama.cpp: n_ctx_orig defaults to n_ctx_train
+    return scaling
+
+
+def rope_scaling_from_freq_factors(gf: GGUFFile, tensor: Any, head_dim: int, theta: float) -> dict | None:
+    """The ``rope_scaling`` dict whose rotation speeds are llama.cpp's ``inv_freq / rope_freqs``.
+
+    llama.cpp's converter writes Llama 3.1's "llama3" schedule as this tensor (1 for fast rotations, ``factor``
+    for slow ones, a blend between), not as metadata. The schedule depends only on ``factor`` and the two band
+    edges, so they are read back off the tensor and the result is CHECKED against every divisor: a tensor that
+    is not a llama3 (or constant, i.e. linear) schedule raises :class:`ConfigError`.
+
+    >>> # rope_freqs [1, 1, 2.29, 8, 8] → {'rope_type': 'llama3', 'factor': 8.0, 'low_freq_factor': …, …}
+    """
+    import torch
+    from gguf.quants import dequantize
+
+    from lmforge.nn.positions import llama3_inv_freq, rope_inv_freq
+
+    divisors = np.asarray(dequantize(tensor.data, tensor.tensor_type), dtype=np.float64).reshape(-1)
+    where = f"{gf.path}: tensor {ROPE_FREQS_TENSOR!r}"
+    if divisors.shape != (head_dim // 2,) or not np.all(np.isfinite(divisors)) or np.any(divisors <= 0):
+        raise ConfigError(f"{where}: expected {head_dim // 2} positive divisors (one per rotation), "
+                          f"got shape {tuple(tensor.shape)}")
+    rtol = 1e-5
+    factor = float(divisors.max())
+    if np.allclose(divisors, 1.0, rtol=0, atol=rtol):
+        return None
+    if np.allclose(divisors, factor, rtol=rtol, atol=0):
+        return {"rope_type": "linear", "factor": factor}
+    inv_freq = rope_inv_freq(head_dim, theta).double().numpy()
+    turns = inv_freq / (2 * math.pi)  # full turns per position: the llama3 bands are intervals of this
+    fast = np.isclose(divisors, 1.0, rtol=0, atol=rtol)
+    slow = np.isclose(divisors, factor, rtol=rtol, atol=0)
+    blend = ~fast & ~slow
+    # blended: 1/divisor = (1 - s)/factor + s with s rising linearly in `turns` from 0 (slow edge) to 1 (fast edge)
+    s = (1.0 / divisors - 1.0 / factor) / (1.0 - 1.0 / factor)
+    slow_edge_max = turns[slow].max() if slow.any() else 0.0
+    fast_edge_min = turns[fast].min() if fast.any() else turns.max() * 2
+    if blend.sum() >= 2:
+        i, j = np.flatnonzero(blend)[[0, -1]]
+        slope = (s[i] - s[j]) / (turns[i] - turns[j])
+        low, high = turns[i] - s[i] / slope, turns[i] + (1 - s[i]) / slope  # where s = 0 and s = 1
+    elif blend.sum() == 1:
+        (k,) = np.flatnonzero(blend)
+        width = 0.5 * min((turns[k] - slow_edge_max) / max(s[k], 1e-12),
+                          (fast_edge_min - turns[k]) / max(1 - s[k], 1e-12))
+        low, high = turns[k] - s[k] * width, turns[k] + (1 - s[k]) * width
+    else:
+        low, high = np.interp([1 / 3, 2 / 3], [0, 1], [slow_edge_max, fast_edge_min])
+    if not 0 < low < high:
+        raise ConfigError(f"{where}: the divisors are not a llama3 schedule (1, a blend, then factor)")
+    # llama3 bands: wavelength > original / low_freq_factor is slow, < original / high_freq_factor is fast
+    original = max(1, round(1 / low))
+    scaling = {"rope_type": "llama3", "factor": factor, "low_freq_factor": float(original * low),
+               "high_freq_factor": float(original * high), "original_max_position_embeddings": int(original)}
+    ours = llama3_inv_freq(torch.from_numpy(inv_freq), factor, scaling["low_freq_factor"],
+                           scaling["high_freq_factor"], original).numpy()
+    if not np.allclose(ours, inv_freq / divisors, rtol=rtol, atol=0):
+        raise ConfigError(f"{where}: the divisors are not a llama3 schedule (1, a blend, then factor); "
+                          "lmforge cannot represent them")
+    return scaling
 
 
 def unpermute_rope_rows(weight: np.ndarray, n_heads: int) -> np.ndarray:
@@ -223,11 +346,13 @@ def gguf_state_dict(gf: GGUFFile, config_kwargs: dict[str, Any], dtype: torch.dt
 
     dtype = dtype or torch.float32
     table = _name_table(config_kwargs["n_layer"])
-    unknown = sorted(set(gf.tensors) - set(table))
+    unknown = sorted(set(gf.tensors) - set(table) - {ROPE_FREQS_TENSOR})  # rope_freqs: read into the config
     if unknown:
         raise FormatError(f"{gf.path}: tensors a {gf.architecture} model does not have: {unknown[:5]}")
     parts: dict[str, dict[int, np.ndarray]] = {}
     for name, t in gf.tensors.items():
+        if name == ROPE_FREQS_TENSOR:
+            continue
         try:
             array = dequantize(t.data, t.tensor_type)  # float32, torch layout (out, in)
         except NotImplementedError as e:
