@@ -25,6 +25,7 @@ COMMAND_MODULES: list[str] = [
     "lmforge.cli.eval",
     "lmforge.cli.represent",
     "lmforge.cli.bert",
+    "lmforge.cli.cache",
 ]
 
 

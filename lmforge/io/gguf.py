@@ -582,7 +582,7 @@ def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, cach
 
     def make() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         state, info = convert_gguf(path)
-        return state, {_INFO_KEY: json.dumps(info), "source": path.name}
+        return state, {_INFO_KEY: json.dumps(info), "source": str(path.resolve())}  # shown by `lmforge cache list`
 
     state, metadata = cached(f"{file_sha256(path)}-v{CONVERSION_VERSION}", make, kind="gguf", use_cache=cache)
     info = json.loads(metadata[_INFO_KEY])

@@ -191,6 +191,7 @@ def test_llama2_style_gguf_matches_transformers_end_to_end(qtype, tmp_path, cach
     hf_tokenizer = AutoTokenizer.from_pretrained(str(tmp_path), gguf_file="m.gguf")
     assert [lm.tokenizer.encode(t) for t in TEXTS] == [hf_tokenizer(t)["input_ids"] for t in TEXTS]
     assert lm.config.rope_scaling is None and lm.eos_token_ids == [2]
+    assert [e.source for e in cache.list_entries()] == [str((tmp_path / "m.gguf").resolve())]  # for `cache list`
     ids = _ids(40, 1)
     with torch.inference_mode():
         assert _max_diff(lm.model(ids), theirs(ids).logits) <= 1e-4
