@@ -213,8 +213,9 @@ ROPE_FREQS_TENSOR = "rope_freqs.weight"  # Llama 3.1: per-frequency divisors of 
 
 def gguf_rope_scaling(gf: GGUFFile, head_dim: int, theta: float, block_size: int) -> dict | None:
     """The ``rope_scaling`` dict (``None``: plain RoPE) from ``{arch}.rope.scaling.*`` metadata or from a
-    ``rope_freqs.weight`` tensor, with the meaning llama.cpp gives them. Keys lmforge does not implement raise a
-    :class:`ConfigError` naming them.
+    ``rope_freqs.weight`` tensor, with the meaning llama.cpp gives them: a factor without a type is linear (and
+    ``rope.scale_linear`` is its old name), type "none" never scales, a yarn original context defaults to the
+    context length. Keys lmforge does not implement raise a :class:`ConfigError` naming them.
 
     >>> # {'llama.rope.scaling.type': 'yarn', 'llama.rope.scaling.factor': 4.0,
     >>> #  'llama.rope.scaling.original_context_length': 32} → {'rope_type': 'yarn', 'factor': 4.0,
@@ -222,15 +223,16 @@ def gguf_rope_scaling(gf: GGUFFile, head_dim: int, theta: float, block_size: int
     """
     arch, meta = gf.architecture, gf.metadata
     prefix = f"{arch}.rope.scaling."
-    rope_type = str(meta.get(prefix + "type", "none"))
     present = sorted(k for k in meta if k.startswith(prefix) and k != prefix + "type")
+    # Older files name the linear factor "{arch}.rope.scale_linear"; a factor of 0 means "not set" to llama.cpp.
+    factor = meta.get(prefix + "factor", meta.get(f"{arch}.rope.scale_linear"))
+    unscaled = factor is None or float(factor) in (0.0, 1.0)
+    # llama.cpp's default scaling type is linear: a factor without a type scales linearly.
+    rope_type = str(meta.get(prefix + "type", "none" if unscaled else "linear"))
     freqs = gf.tensors.get(ROPE_FREQS_TENSOR)
-    if rope_type in ("none", ""):
-        # A factor of 1 (or an unused key llama.cpp writes anyway) changes nothing; anything else would be ignored.
-        meaningful = [k for k in present if not (k == prefix + "factor" and float(meta[k]) in (0.0, 1.0))
-                      and k != prefix + "finetuned"]
-        if meaningful:
-            raise ConfigError(f"{gf.path}: metadata {meaningful[0]!r} is set but {prefix}type is 'none'")
+    if rope_type in ("none", "") or (unscaled and rope_type in ROPE_SCALING_KEYS):
+        # llama.cpp never scales under type "none" (whatever the factor says), but it always divides the
+        # rotation speeds by rope_freqs when the file has that tensor.
         return None if freqs is None else rope_scaling_from_freq_factors(gf, freqs, head_dim, theta)
     if rope_type not in ROPE_SCALING_KEYS:
         raise ConfigError(f"{gf.path}: metadata {prefix + 'type'!r} = {rope_type!r} is not supported "
@@ -239,7 +241,7 @@ def gguf_rope_scaling(gf: GGUFFile, head_dim: int, theta: float, block_size: int
         raise ConfigError(f"{gf.path}: tensor {ROPE_FREQS_TENSOR!r} together with {prefix}type={rope_type!r} "
                           "is not supported")
     fields = ROPE_SCALING_KEYS[rope_type]
-    scaling: dict[str, Any] = {"rope_type": rope_type}
+    scaling: dict[str, Any] = {"rope_type": rope_type, "factor": float(factor)}
     for key in present:
         suffix = key[len(prefix):]
         if suffix not in fields:
@@ -247,8 +249,6 @@ def gguf_rope_scaling(gf: GGUFFile, head_dim: int, theta: float, block_size: int
         if fields[suffix] is not None:
             value = meta[key]
             scaling[fields[suffix]] = int(value) if suffix == "original_context_length" else float(value)
-    if "factor" not in scaling:
-        raise FormatError(f"{gf.path}: metadata {prefix + 'factor'!r} is missing (needed for {rope_type} scaling)")
     if rope_type == "yarn" and not scaling.get("original_max_position_embeddings"):
         scaling["original_max_position_embeddings"] = block_size  # llama.cpp: n_ctx_orig defaults to n_ctx_train
     return scaling

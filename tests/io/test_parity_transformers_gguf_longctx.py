@@ -43,6 +43,9 @@ TEXTS = ["the rain in spain", "  hello\tthere, 123!", "naïve café ☕"]
 # theta 10000: llama3 with original 64 has kept, blended and slowed rotations.
 ROPE_CASES = {
     "linear": (128, {"rope_type": "linear", "factor": 4.0}, "metadata"),
+    # llama.cpp's defaults: a factor without a type is linear; older files name it rope.scale_linear
+    "linear-untyped": (128, {"rope_type": "linear", "factor": 4.0}, "untyped"),
+    "linear-legacy": (128, {"rope_type": "linear", "factor": 4.0}, "legacy"),
     "yarn": (128, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}, "metadata"),
     "yarn-betas": (128, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32,
                          "beta_fast": 16.0, "beta_slow": 2.0}, "metadata"),
@@ -153,6 +156,12 @@ def write_scaled(path, name: str, model, qtype=None) -> None:
         divisors = llama3_divisors(16, THETA, rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"],
                                    rope["original_max_position_embeddings"])
         write_llama2_gguf(path, model, qtype, rope_freqs=divisors)
+        return
+    if where == "untyped":
+        write_llama2_gguf(path, model, qtype, metadata={"rope.scaling.factor": rope["factor"]})
+        return
+    if where == "legacy":
+        write_llama2_gguf(path, model, qtype, metadata={"rope.scale_linear": rope["factor"]})
         return
     meta: dict = {"rope.scaling.type": rope["rope_type"], "rope.scaling.factor": rope["factor"]}
     if "original_max_position_embeddings" in rope:
@@ -271,7 +280,6 @@ def test_rope_freqs_read_back_as_the_llama3_schedule_transformers_computes(
      "llama.rope.scaling.yarn_log_multiplier"),
     ({"rope.scaling.type": "linear", "rope.scaling.factor": 2.0, "rope.scaling.original_context_length": 64}, None,
      "llama.rope.scaling.original_context_length"),
-    ({"rope.scaling.factor": 2.0}, None, "llama.rope.scaling.factor"),
     ({"attention.sliding_window": 32}, None, "llama.attention.sliding_window"),
     ({}, np.array([1, 3, 1, 3, 1, 3, 1, 3], dtype=np.float32), "rope_freqs.weight"),
     ({}, np.array([1, 2, 3], dtype=np.float32), "rope_freqs.weight"),
@@ -288,3 +296,14 @@ def test_constant_rope_freqs_is_linear_scaling(tmp_path):
     write_llama2_gguf(tmp_path / "c.gguf", hf_llama(), rope_freqs=np.full(8, 3.0, dtype=np.float32))
     assert gguf_config_kwargs(open_gguf(tmp_path / "c.gguf"))["rope_scaling"] == {"rope_type": "linear",
                                                                                     "factor": 3.0}
+
+
+def test_type_none_is_never_scaled_whatever_the_factor(tmp_path, cache_env):
+    source = hf_llama(seed=8)
+    write_llama2_gguf(tmp_path / "n.gguf", source, metadata={"rope.scaling.type": "none", "rope.scaling.factor": 4.0,
+                                                            "rope.scaling.original_context_length": 32})
+    lm = lmforge.load(tmp_path / "n.gguf")
+    assert lm.config.rope_scaling is None
+    ids = _ids(100, 9)
+    with torch.inference_mode():
+        assert _max_diff(lm.model(ids), source(ids).logits) <= 1e-4
