@@ -80,7 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_fill_mask)
 
     ft = subparsers.add_parser("finetune", help="fine-tune a BERT: classify | tag | pair",
-                               description="Fine-tune a pre-trained BERT on labelled data and save it (HF layout).")
+                               description="Fine-tune a pre-trained BERT on labelled data and save it (an HF folder; "
+                               "an lmforge folder for a classifier on mean pooling).")
     kinds = ft.add_subparsers(dest="finetune_kind", metavar="TASK")
     helps = {"classify": "one label per text (CSV/TSV/JSONL columns, or fastText '__label__x text' lines)",
              "tag": "one label per word, BIO tags (JSONL lists or space-separated CSV/TSV columns)",
@@ -108,6 +109,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             k.add_argument("--label-column", default="label", help="column with the label")
             if kind == "pair":
                 k.add_argument("--pair-column", default="text_pair", help="column with the second text")
+            k.add_argument("--pooling", choices=("cls", "mean"), default=None,
+                           help="the classifier's input: 'cls' (BERT's pooled [CLS]; saved as an HF "
+                           "BertForSequenceClassification folder) or 'mean' (mean of the token states; saved as "
+                           "an lmforge folder). Default: 'mean' for a mean-pooling sentence-transformers model "
+                           "(e.g. all-MiniLM-L6-v2), else 'cls'")
         k.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
         k.set_defaults(func=run_finetune)
     ft.set_defaults(func=lambda args: (ft.print_help(), 0)[1])
@@ -292,8 +298,11 @@ def run_finetune(args: argparse.Namespace) -> int:
             columns["text_pair"] = args.pair_column
     result = finetune(args.model, args.train, kind, args.out, eval_path=args.eval, columns=columns,
                       epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
-                      seed=args.seed, progress=not args.no_progress, encoding=args.encoding)
+                      seed=args.seed, progress=not args.no_progress, encoding=args.encoding,
+                      pooling=getattr(args, "pooling", None))
     print(f"labels: {', '.join(result.labels)}")
+    if result.pooling:
+        print(f"classifier input: {result.pooling} pooling")
     print(f"final training loss {result.losses[-1]:.4f}")
     if result.metrics:
         print("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))

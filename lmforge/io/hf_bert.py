@@ -142,6 +142,11 @@ def config_from_hf(hf: dict, source: str = "config.json") -> BertConfig:
 
 def config_to_hf(cfg: BertConfig) -> dict:
     """The HF ``config.json`` dict of a :class:`BertConfig` (inverse of :func:`config_from_hf`)."""
+    if cfg.head == "classify" and cfg.classifier_pooling != "cls":
+        # BertForSequenceClassification always reads the pooled [CLS]: it would load these weights without a
+        # complaint and compute different labels. lmforge's own folder keeps the switch.
+        raise ConfigError(f"a classifier on {cfg.classifier_pooling!r} pooling has no Hugging Face layout "
+                          "(BertForSequenceClassification reads [CLS]); save it with lmforge.io.save_model")
     hf = {
         "architectures": [HEAD_TO_ARCHITECTURE[cfg.head]],
         "model_type": "bert",

@@ -1,6 +1,7 @@
 """lmforge's own model folder: ``lmforge.json`` (``{"arch": ..., "config": {...}}`` plus ``generation`` ids),
-``model.safetensors`` (lmforge parameter names) and, when there is a tokenizer, ``tokenizer.json`` (the HF
-format). Every file is written atomically, so an interrupted save never leaves a half-written file.
+``model.safetensors`` (lmforge parameter names; ``lmforge.json``'s ``"weights"`` may name another file) and, when
+there is a tokenizer, ``tokenizer.json`` (the HF format). Every file is written atomically, so an interrupted save
+never leaves a half-written file.
 
 >>> save_model("run/model", model, tokenizer)   # doctest: +SKIP
 >>> lm = lmforge.load("run/model")              # doctest: +SKIP
@@ -21,6 +22,7 @@ from lmforge.fileio import atomic_write_text, atomic_write_with
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "lmforge.json"
+WEIGHTS_FILE = "model.safetensors"
 
 # arch → (module, model class, config class). One line per model family; the config class needs a
 # ``to_dict()`` and is rebuilt from the dict with ``from_dict(d, source)`` when it has one, else ``cls(**d)``.
@@ -55,12 +57,15 @@ def write_tokenizer_files(folder: Path, tokenizer: Any) -> None:
 
 
 def save_model(
-    folder: str | os.PathLike, model: torch.nn.Module, tokenizer: Any = None, generation_config: dict | None = None
+    folder: str | os.PathLike, model: torch.nn.Module, tokenizer: Any = None, generation_config: dict | None = None,
+    weights_file: str = WEIGHTS_FILE,
 ) -> Path:
     """Write ``model`` (and ``tokenizer``) as an lmforge model folder that :func:`lmforge.load` opens.
 
     Tied weights are stored once. ``generation_config`` (e.g. ``{"eos_token_id": [2]}``) is kept in
-    ``lmforge.json``; by default the tokenizer's eos/bos/pad ids are recorded.
+    ``lmforge.json``; by default the tokenizer's eos/bos/pad ids are recorded. ``weights_file``: another name
+    than ``model.safetensors`` hides the weights from transformers, which opens any folder holding that file as
+    whatever class it is asked for (default config, randomly initialised missing weights, only a warning).
     """
     from safetensors.torch import save_file
 
@@ -80,7 +85,9 @@ def save_model(
             gen[key] = getattr(tokenizer, key)
     meta = {"format": "lmforge", "version": FORMAT_VERSION, "arch": arch, "config": model.config.to_dict(),
             "generation": gen}
-    atomic_write_with(folder / "model.safetensors", lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    if weights_file != WEIGHTS_FILE:
+        meta["weights"] = weights_file
+    atomic_write_with(folder / weights_file, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     if tokenizer is not None:
         write_tokenizer_files(folder, tokenizer)
     # Written last: a folder with lmforge.json is complete.
@@ -124,7 +131,10 @@ def load_model(folder: str | os.PathLike, *, dtype: torch.dtype | None = None) -
             config = config_cls(**meta["config"])
         except TypeError as e:
             raise ConfigError(f"{source}: {e}") from None
-    weights_path = folder / "model.safetensors"
+    weights_name = meta.get("weights", WEIGHTS_FILE)
+    if not isinstance(weights_name, str) or Path(weights_name).name != weights_name:
+        raise FormatError(f"{source}: 'weights' must name a file in the folder, got {weights_name!r}")
+    weights_path = folder / weights_name
     try:
         state = load_file(str(weights_path))
     except FileNotFoundError:

@@ -7,8 +7,11 @@ The flow for one batch::
         ──▶ head: none → hidden (B, T, D) | "mlm" → logits (B, T, V) | "classify" → (B, n_labels)
                   | "tag" → (B, T, n_labels)
 
-Every token attends to every other (non-padding) token: there is no causal mask. The ``[CLS]`` token's final
-state, passed through the pooler (dense + tanh), stands for the whole input in sequence classification; the
+Every token attends to every other (non-padding) token: there is no causal mask. In sequence classification one
+vector stands for the whole input (``classifier_pooling``): the ``[CLS]`` token's final state passed through the
+pooler (dense + tanh) — BERT's and HF's layout — or the mean of the real tokens' final states, which is what
+sentence-embedding models (sentence-transformers' mean pooling, e.g. all-MiniLM-L6-v2) were trained to make
+meaningful. The
 masked-LM head predicts the original token under every position and shares its output matrix with the input
 token embeddings (weight tying). Sentence pairs are ``[CLS] a [SEP] b [SEP]`` with token types 0 for ``a`` and
 1 for ``b``; they use the same "classify" head.
@@ -25,6 +28,7 @@ from lmforge.errors import ConfigError, InputError
 from lmforge.nn.block import Block, BlockConfig
 
 HEADS = ("none", "mlm", "classify", "tag")
+CLASSIFIER_POOLINGS = ("cls", "mean")
 
 
 @dataclass
@@ -33,6 +37,8 @@ class BertConfig:
 
     ``head``: "none" (bare encoder, returns hidden states), "mlm" (masked-LM logits), "classify" (one label per
     input — also sentence pairs), "tag" (one label per token). ``labels`` names the classes of a head.
+    ``classifier_pooling`` (the "classify" head's input): "cls" (pooler over [CLS], HF's
+    ``BertForSequenceClassification``) or "mean" (masked mean of the last hidden states; no pooler involved).
     """
 
     vocab_size: int = 30522
@@ -50,6 +56,7 @@ class BertConfig:
     head: str = "none"
     labels: list[str] = field(default_factory=list)
     classifier_dropout: float | None = None
+    classifier_pooling: str = "cls"
     # derived
     d_head: int = field(init=False)
     n_labels: int = field(init=False)
@@ -59,6 +66,9 @@ class BertConfig:
             raise ConfigError(f"BertConfig.head must be one of {HEADS}, got {self.head!r}")
         if self.activation not in ("gelu", "gelu_tanh"):
             raise ConfigError(f"BertConfig.activation must be 'gelu' or 'gelu_tanh', got {self.activation!r}")
+        if self.classifier_pooling not in CLASSIFIER_POOLINGS:
+            raise ConfigError(f"BertConfig.classifier_pooling must be one of {CLASSIFIER_POOLINGS}, "
+                              f"got {self.classifier_pooling!r}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"BertConfig: d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.head in ("classify", "tag") and len(self.labels) < 2:
@@ -124,6 +134,19 @@ class MaskedLMHead(nn.Module):
         return nn.functional.linear(h, self._decoder[0].weight, self.bias)
 
 
+def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of the real tokens' states: ``hidden (B, T, D)``, ``attention_mask (B, T)`` (1 = token) → ``(B, D)``.
+
+    >>> masked_mean(torch.tensor([[[1.0], [3.0], [100.0]]]), torch.tensor([[1, 1, 0]]))
+    tensor([[2.]])
+    """
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+    # clamp: an all-padding row gives zeros, not NaN
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)  # (B, D) / (B, 1)
+
+
 class Bert(nn.Module):
     """The BERT encoder with an optional head (see ``BertConfig.head``).
 
@@ -149,7 +172,7 @@ class Bert(nn.Module):
         self.mlm = MaskedLMHead(cfg, self.embed.tokens) if cfg.head == "mlm" else None
         self.classifier = nn.Linear(cfg.d_model, cfg.n_labels) if cfg.head in ("classify", "tag") else None
         self.head_drop = nn.Dropout(cfg.classifier_dropout)
-        if cfg.head == "classify" and self.pooler is None:
+        if cfg.head == "classify" and cfg.classifier_pooling == "cls" and self.pooler is None:
             raise ConfigError("BertConfig: the 'classify' head reads the pooler; set use_pooler=True")
         self.apply(self._init_weights)
 
@@ -193,15 +216,20 @@ class Bert(nn.Module):
             raise ConfigError("Bert: this model has no pooler (use_pooler=False)")
         return torch.tanh(self.pooler(hidden[:, 0]))
 
-    def head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Apply the configured head to hidden states ``(B, T, D)``."""
+    def head(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Apply the configured head to hidden states ``(B, T, D)``; ``attention_mask (B, T)`` (1 = token) tells
+        mean pooling which positions are real (None: all of them)."""
         kind = self.config.head
         if kind == "none":
             return hidden
         if kind == "mlm":
             return self.mlm(hidden)  # (B, T, V)
         if kind == "classify":
-            return self.classifier(self.head_drop(self.pool(hidden)))  # (B, n_labels)
+            if self.config.classifier_pooling == "mean":
+                sentence = masked_mean(hidden, attention_mask)  # (B, D)
+            else:
+                sentence = self.pool(hidden)  # (B, D)
+            return self.classifier(self.head_drop(sentence))  # (B, n_labels)
         return self.classifier(self.head_drop(hidden))  # "tag": (B, T, n_labels)
 
     def forward(
@@ -219,15 +247,17 @@ class Bert(nn.Module):
             if self.mlm is None:
                 raise ConfigError("Bert: predict_at needs the 'mlm' head")
             return self.mlm(hidden[predict_at])  # (N, D) -> (N, V)
-        return self.head(hidden)
+        return self.head(hidden, attention_mask)
 
-    def with_head(self, head: str, labels: list[str] | None = None) -> Bert:
+    def with_head(self, head: str, labels: list[str] | None = None, classifier_pooling: str | None = None) -> Bert:
         """A new model that shares this encoder's weights and has a fresh ``head`` (e.g. classify on a pre-trained
-        encoder). ``Bert(bert-tiny).with_head("tag", ["O", "B-X"])``."""
+        encoder). ``Bert(bert-tiny).with_head("tag", ["O", "B-X"])``; ``classifier_pooling`` None keeps this
+        model's."""
         from dataclasses import replace
 
-        cfg = replace(self.config, head=head, labels=list(labels or []))
-        if head == "classify":
+        cfg = replace(self.config, head=head, labels=list(labels or []),
+                      classifier_pooling=classifier_pooling or self.config.classifier_pooling)
+        if head == "classify" and cfg.classifier_pooling == "cls":
             cfg.use_pooler = True
         new = Bert(cfg)
         own = {k: v for k, v in self.state_dict().items() if not k.startswith(("classifier.", "mlm."))}

@@ -11,8 +11,16 @@ Data files (columns are named; defaults in brackets, change them with ``columns=
   strings in CSV/TSV, one tag per word (BIO scheme, e.g. ``B-PER I-PER O``).
 - fastText lines (any other extension) for classify: ``__label__pos a wonderful film``.
 
-The fine-tuned model is saved as a Hugging Face folder (transformers' ``BertForSequenceClassification`` /
-``BertForTokenClassification`` open it) with ``metrics.json``; ``lmforge predict`` uses it.
+Which vector the classifier reads (``pooling``): a sentence-transformers model whose pooling is the mean of its
+token states (all-MiniLM-L6-v2 and most sentence-embedding models) gets a classifier on that same mean — the
+vector it was trained to make meaningful; any other BERT gets BERT's pooled ``[CLS]``. ``pooling=`` overrides.
+
+Saving: a "cls" model is a Hugging Face folder (transformers' ``BertForSequenceClassification`` /
+``BertForTokenClassification`` open it). A "mean" model has no HF class (``BertForSequenceClassification`` always
+reads ``[CLS]``, and would load the weights without complaint and compute other labels), so it is saved as
+lmforge's own folder (``lmforge.json`` + ``lmforge_model.safetensors`` + ``tokenizer.json``): ``lmforge.load``
+and ``lmforge predict`` open it, while transformers finds neither ``config.json`` nor ``model.safetensors`` and
+raises instead of misreading it. Both come with ``metrics.json`` (it records the pooling).
 
 Metrics are computed here with small functions (scikit-learn is only a test dependency): accuracy and macro-F1
 for classification; for tagging, entity-level precision/recall/F1 as ``seqeval``/conlleval define them — an
@@ -40,6 +48,11 @@ from lmforge.fileio import atomic_write_text
 from lmforge.train.loop import TrainConfig, train
 
 KINDS = ("classify", "pair", "tag")
+POOLINGS = ("cls", "mean")
+# Not "model.safetensors": transformers opens any folder holding that file (without config.json it assumes a
+# default config and re-initialises what it cannot find, with only a warning). Under this name it finds no weights
+# and raises, instead of computing labels from a model that is not this one.
+MEAN_POOLED_WEIGHTS = "lmforge_model.safetensors"
 IGNORE = -100
 DEFAULT_COLUMNS = {"text": "text", "text_pair": "text_pair", "label": "label", "tokens": "tokens", "tags": "tags"}
 
@@ -347,11 +360,38 @@ class FinetuneResult:
     labels: list[str]
     losses: list[float]
     metrics: dict[str, float] | None
+    pooling: str | None = None  # the classifier's input ("cls" | "mean"); None for tagging
+
+
+def default_pooling(lm: Any) -> str:
+    """The classifier input that suits the loaded model ``lm``: "mean" for a sentence-transformers folder that
+    mean-pools (``modules.json`` + ``1_Pooling/config.json``) or a model fine-tuned with mean pooling, else "cls".
+
+    all-MiniLM-L6-v2 → "mean"; bert-base-uncased (no modules.json) → "cls".
+    """
+    cfg = lm.model.config
+    if cfg.head == "classify":
+        return cfg.classifier_pooling
+    path = Path(lm.path) if lm.path is not None else None
+    sentence = getattr(lm, "sentence_config", None)
+    if path is not None and (path / "modules.json").is_file() and sentence is not None \
+            and tuple(sentence.pooling) == ("mean",):
+        return "mean"
+    return "cls"
 
 
 def _save_folder(model: nn.Module, lm: Any, folder: Path) -> None:
     from lmforge.io.hf_bert import TOKENIZER_FILES, save_hf_bert, transformer_folder
+    from lmforge.io.lmforge_format import CONFIG_FILE, save_model
 
+    # lmforge.load prefers lmforge.json, transformers reads config.json + model.safetensors: a re-used out folder
+    # must not keep the other format's files, or one of them would open the old model.
+    if model.config.head == "classify" and model.config.classifier_pooling == "mean":
+        for stale in ("config.json", "model.safetensors"):
+            (folder / stale).unlink(missing_ok=True)
+        save_model(folder, model, lm.tokenizer, weights_file=MEAN_POOLED_WEIGHTS)
+        return
+    (folder / CONFIG_FILE).unlink(missing_ok=True)
     src = transformer_folder(lm.path) if lm.path is not None else None
     if src is not None and any((src / n).is_file() for n in TOKENIZER_FILES):
         save_hf_bert(model, folder, tokenizer_source=src)
@@ -376,11 +416,13 @@ def finetune(
     train_examples: Sequence[Example] | None = None,
     eval_examples: Sequence[Example] | None = None,
     encoding: str = "utf-8",
+    pooling: str | None = None,
 ) -> FinetuneResult:
-    """Fine-tune the BERT at ``model_path`` on a labelled file and save it (HF layout) to ``out_dir``.
+    """Fine-tune the BERT at ``model_path`` on a labelled file and save it to ``out_dir`` (module docstring).
 
     ``kind``: "classify" (one label per text), "pair" (one label per text pair, e.g. paraphrase), "tag" (one
-    label per word). ``train_examples``/``eval_examples`` replace reading the files (for in-memory data).
+    label per word). ``pooling`` ("cls" | "mean", classify/pair only): the classifier's input; None picks it from
+    the model (:func:`default_pooling`). ``train_examples``/``eval_examples`` replace reading the files.
     """
     import lmforge
     from lmforge.models.bert import Bert
@@ -389,6 +431,10 @@ def finetune(
         raise ConfigError(f"fine-tuning kind must be one of {KINDS}, got {kind!r}")
     if epochs <= 0 or batch_size < 1 or lr <= 0:
         raise ConfigError(f"fine-tuning: epochs, batch_size and lr must be positive (got {epochs}, {batch_size}, {lr})")
+    if pooling is not None and pooling not in POOLINGS:
+        raise ConfigError(f"fine-tuning: pooling must be one of {POOLINGS}, got {pooling!r}")
+    if pooling is not None and kind == "tag":
+        raise ConfigError("fine-tuning: pooling chooses a sentence classifier's input; 'tag' labels every token")
     train_ex = (list(train_examples) if train_examples is not None
                 else read_examples(train_path, kind, columns, encoding))
     eval_ex = (list(eval_examples) if eval_examples is not None
@@ -403,8 +449,10 @@ def finetune(
     if len(labels) < 2:
         raise InputError(f"{train_path}: the training data holds only the label(s) {labels}; need at least 2")
     max_length = min(max_length, lm.model.config.max_positions)
+    if kind != "tag":
+        pooling = pooling or default_pooling(lm)
     torch.manual_seed(seed)  # the new head's initial weights
-    model = lm.model.with_head("classify" if kind in ("classify", "pair") else "tag", labels)
+    model = lm.model.with_head("classify" if kind in ("classify", "pair") else "tag", labels, pooling)
     train_set = encode_examples(lm.tokenizer, train_ex, kind, labels, max_length)
     eval_set = encode_examples(lm.tokenizer, eval_ex, kind, labels, max_length) if eval_ex else None
     steps = max(1, math.ceil(epochs * len(train_ex) / batch_size))
@@ -417,8 +465,9 @@ def finetune(
                    export=lambda _state, folder: _save_folder(model, lm, folder))
     metrics = evaluate_examples(model, lm.tokenizer, eval_ex, kind, max_length) if eval_ex else None
     if metrics is not None:
-        atomic_write_text(out / "metrics.json", json.dumps({"kind": kind, **metrics}, indent=2) + "\n")
-    return FinetuneResult(out, labels, result.losses, metrics)
+        info = {"kind": kind, "pooling": pooling} if pooling else {"kind": kind}
+        atomic_write_text(out / "metrics.json", json.dumps({**info, **metrics}, indent=2) + "\n")
+    return FinetuneResult(out, labels, result.losses, metrics, pooling)
 
 
 @dataclass

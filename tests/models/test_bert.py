@@ -114,3 +114,57 @@ def test_lmforge_folder_round_trip(tmp_path, minilm_path):
         torch.testing.assert_close(lm.model(ids), model(ids))
     assert lm.model.mlm._decoder[0] is lm.model.embed.tokens  # the tie survives loading
     assert lm.embed(["hello world", "hi"]).shape == (2, 16)  # no sentence config: mean pooling
+
+
+def _padded_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    # three rows of different lengths (2, 5, 7 real tokens), right-padded with id 0; a sentence pair in row 2
+    ids = torch.tensor([[4, 9, 0, 0, 0, 0, 0], [3, 8, 12, 7, 5, 0, 0], [2, 30, 31, 11, 40, 41, 6]])
+    mask = (torch.arange(7)[None, :] < torch.tensor([[2], [5], [7]])).long()
+    types = torch.tensor([[0] * 7, [0] * 7, [0, 0, 0, 0, 1, 1, 1]])
+    return ids, mask, types
+
+
+def test_mean_pooled_classifier_matches_transformers_hidden_states():
+    # The "mean" head = the linear layer on the mask-weighted mean of the last hidden states, computed here from
+    # transformers' own BertModel run on the same weights (padded batch, token types).
+    from transformers import BertConfig as HFBertConfig
+    from transformers import BertModel
+
+    from lmforge.io.hf_bert import config_to_hf, hf_weights_from_model
+
+    torch.manual_seed(0)
+    model = Bert(_tiny(head="classify", labels=["a", "b", "c"], classifier_pooling="mean")).eval()
+    encoder = model.with_head("none")  # the same encoder weights, no head: an HF BertModel's layout
+    ref = BertModel(HFBertConfig(**config_to_hf(encoder.config))).eval()
+    ref.load_state_dict(hf_weights_from_model(encoder), strict=True)
+    ids, mask, types = _padded_batch()
+    with torch.no_grad():
+        hidden = ref(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state  # (B, T, D)
+        weights = mask[:, :, None].float()  # (B, T, 1)
+        mean = (hidden * weights).sum(1) / weights.sum(1)  # (B, D)
+        expected = mean @ model.classifier.weight.T + model.classifier.bias  # (B, n_labels)
+        ours = model(ids, attention_mask=mask, token_type_ids=types)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+    # and it is not the [CLS] head: the same weights read through the pooler give other logits
+    cls = Bert(_tiny(head="classify", labels=["a", "b", "c"])).eval()
+    cls.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(cls(ids, mask, types), ours, atol=1e-3)
+
+
+def test_mean_pooled_classifier_ignores_padding_and_needs_no_pooler():
+    torch.manual_seed(0)
+    model = Bert(_tiny(head="classify", labels=["a", "b"], classifier_pooling="mean", use_pooler=False)).eval()
+    assert model.pooler is None
+    ids, mask, types = _padded_batch()
+    with torch.no_grad():
+        batched = model(ids, mask, types)
+        for row, n in enumerate((2, 5, 7)):
+            alone = model(ids[row : row + 1, :n], token_type_ids=types[row : row + 1, :n])
+            torch.testing.assert_close(batched[row : row + 1], alone, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="classifier_pooling"):
+        _tiny(head="classify", labels=["a", "b"], classifier_pooling="max")
+    # with_head keeps or switches the pooling; "cls" needs (and adds) a pooler
+    assert model.with_head("classify", ["x", "y"]).config.classifier_pooling == "mean"
+    switched = model.with_head("classify", ["x", "y"], "cls")
+    assert switched.config.classifier_pooling == "cls" and switched.pooler is not None
