@@ -165,3 +165,28 @@ def test_concurrent_writers_and_readers_never_see_a_half_file(root, monkeypatch)
         t.join()
     assert seen and all(seen) and warned == []
     assert [p.name for p in path.parent.iterdir()] == ["shared.safetensors"]
+
+
+WRITER = """
+import sys, torch
+from lmforge.io import cache
+g = torch.Generator().manual_seed(7)
+tensors = {"w": torch.randn(300_000, generator=g)}
+for _ in range(5):
+    cache.write_entry(cache.entry_path("shared"), tensors, {"source": "x.gguf"})
+    assert torch.equal(cache.read_entry(cache.entry_path("shared"))[0]["w"], tensors["w"])
+"""
+
+
+def test_two_processes_writing_one_entry_leave_it_whole(root):
+    import subprocess
+    import sys
+
+    env = {**os.environ, cache.CACHE_ENV: str(root)}
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER], env=env, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    entry = cache.read_entry(cache.entry_path("shared"))
+    assert torch.equal(entry[0]["w"], torch.randn(300_000, generator=torch.Generator().manual_seed(7)))
+    assert [p.name for p in cache.entry_path("shared").parent.iterdir()] == ["shared.safetensors"]
