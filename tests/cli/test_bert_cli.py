@@ -104,3 +104,32 @@ def test_errors_are_one_line(minilm_path, tmp_path, capsys):
     assert "no text given" in capsys.readouterr().err
     assert main(["predict", "--model", str(minilm_path), "text"]) == 1
     assert "fine-tuned" in capsys.readouterr().err
+
+
+def test_finetune_pooling_default_and_override(minilm_path, tmp_path, capsys):
+    # A mean-pooling sentence-transformers folder: the classifier reads the mean by default (an lmforge folder
+    # that predict opens); --pooling cls gives BERT's [CLS] classifier in an HF folder.
+    from lmforge.embed import SentenceConfig
+
+    torch.manual_seed(0)
+    base = save_hf_bert(Bert(BertConfig(vocab_size=30522, d_model=32, n_layers=1, n_heads=2, d_ff=64,
+                                        max_positions=64, dropout=0.0)), tmp_path / "st",
+                        tokenizer_source=minilm_path, sentence_config=SentenceConfig(("mean",)))
+    rows = ["text,label"] + [f"{w} film,{'pos' if w == 'great' else 'neg'}" for w in ["great", "awful"] * 40]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    common = ["--model", str(base), "--train", str(tmp_path / "train.csv"), "--eval", str(tmp_path / "train.csv"),
+              "--no-progress", "--epochs", "8", "--lr", "3e-3", "--batch-size", "16"]
+    assert main(["finetune", "classify", *common, "--out", str(tmp_path / "mean")]) == 0
+    out = capsys.readouterr().out
+    assert "classifier input: mean pooling" in out and "accuracy 1.0000" in out
+    assert json.loads((tmp_path / "mean" / "metrics.json").read_text())["pooling"] == "mean"
+    assert (tmp_path / "mean" / "lmforge.json").is_file() and not (tmp_path / "mean" / "config.json").exists()
+    assert main(["predict", "--model", str(tmp_path / "mean"), "great film", "awful film"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("pos\t") and lines[1].startswith("neg\t")
+    assert main(["finetune", "classify", *common, "--out", str(tmp_path / "cls"), "--pooling", "cls"]) == 0
+    assert "classifier input: cls pooling" in capsys.readouterr().out
+    assert (tmp_path / "cls" / "config.json").is_file() and not (tmp_path / "cls" / "lmforge.json").exists()
+    with pytest.raises(SystemExit):
+        main(["finetune", "classify", *common, "--out", str(tmp_path / "x"), "--pooling", "max"])
+    assert "invalid choice" in capsys.readouterr().err
