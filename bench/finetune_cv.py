@@ -6,8 +6,11 @@ sentence embedding MiniLM was trained for; lmforge's default for it); each pooli
 
     python bench/finetune_cv.py [--folds 5] [--epochs 3] [--lr 1e-4] [--batch-size 8] [--threads 2]
                                 [--pooling cls mean]
+    python bench/finetune_cv.py --seeds 8 --epochs 1 --lr 3e-4     # the test's split, seed by seed
 
-Prints per-fold and mean ± std accuracy of each.
+Prints per-fold and mean ± std accuracy of each. ``--seeds N`` instead trains on the even-numbered sentences and
+tests on the odd ones (tests/train/test_finetune.py's split) with seeds 0..N-1, printing accuracy and ROC AUC.
+
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pooling", nargs="+", choices=("cls", "mean"), default=["cls", "mean"],
                     help="the fine-tuned classifier's input(s), one row each")
+    ap.add_argument("--seeds", type=int, default=0, help="seed-by-seed runs on the test's split instead of CV")
     args = ap.parse_args()
 
     import gensim
@@ -54,6 +58,9 @@ def main() -> None:
     examples = read_examples(data, "classify", encoding="cp1252")
     texts = [e.text for e in examples]
     y = np.array([e.label for e in examples])
+    if args.seeds:
+        split_seeds(args, model, examples)
+        return
     frozen = lmforge.load(model).embed(texts)
     tuned = {pooling: f"fine-tuned MiniLM, {pooling} pooling" for pooling in args.pooling}
     scores: dict[str, list[float]] = {**{name: [] for name in tuned.values()},
@@ -78,6 +85,31 @@ def main() -> None:
           f"{args.batch_size}; {time.perf_counter() - started:.0f} s):")
     for name, s in scores.items():
         print(f"  {name:<38} accuracy {statistics.mean(s):.3f} ± {statistics.stdev(s):.3f}")
+
+
+def split_seeds(args: argparse.Namespace, model: str, examples: list) -> None:
+    """Fine-tune on examples[0::2], evaluate on examples[1::2], once per seed and pooling."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from lmforge.train.finetune import finetune, predict
+
+    train_ex, eval_ex = examples[0::2], examples[1::2]
+    truth = [e.label == "pos" for e in eval_ex]
+    for pooling in args.pooling:
+        accuracy, auc = [], []
+        for seed in range(args.seeds):
+            with tempfile.TemporaryDirectory() as out:
+                result = finetune(model, None, "classify", out, train_examples=train_ex, eval_examples=eval_ex,
+                                  epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=seed,
+                                  progress=False, pooling=pooling)
+                preds = predict(out, [e.text for e in eval_ex])
+            accuracy.append(result.metrics["accuracy"])
+            auc.append(roc_auc_score(truth, [p.score if p.label == "pos" else 1.0 - p.score for p in preds]))
+            print(f"{pooling} seed {seed}: accuracy {accuracy[-1]:.3f}  ROC AUC {auc[-1]:.3f}", flush=True)
+        print(f"{pooling} pooling, {args.epochs:g} epoch(s), lr {args.lr:g}, batch {args.batch_size}, seeds "
+              f"0-{args.seeds - 1}: accuracy {min(accuracy):.2f}-{max(accuracy):.2f} (mean {np.mean(accuracy):.3f}), "
+              f"ROC AUC {min(auc):.3f}-{max(auc):.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Reads ``config.json`` + ``model.safetensors`` (or ``pytorch_model.bin``) of ``Be
 ``BertForPreTraining``, ``BertForSequenceClassification`` and ``BertForTokenClassification``; the tokenizer from
 ``vocab.txt`` / ``tokenizer.json``; and, when present, the sentence-transformers description of how to turn
 token states into one sentence vector (``modules.json``, ``sentence_bert_config.json``, ``1_Pooling/config.json``).
-Writes the same layout back, so transformers and sentence-transformers load what lmforge fine-tuned.
+Writes the same layout back, so transformers and sentence-transformers load what lmforge fine-tuned (except a
+classifier on mean pooling, which no HF class computes: :func:`config_to_hf` refuses it).
 
 All names are mapped in one table, ``ENCODER_NAMES`` / ``HEAD_NAMES``: lmforge name → HF name(s). Where lmforge
 fuses HF's separate query/key/value matrices into one ``qkv`` matrix, the HF names are listed in row order.

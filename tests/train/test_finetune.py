@@ -178,10 +178,11 @@ def test_real_minilm_one_epoch_on_pang_lee_beats_chance(minilm_path, gensim_test
     truth = [e.label == "pos" for e in eval_ex]
     # One epoch is 13 optimizer steps. The classifier reads MiniLM's mean-pooled sentence embedding (the default
     # for a mean-pooling sentence-transformers folder; a logistic regression on it reaches ~0.76, on the pooled
-    # [CLS] ~0.63). After so few steps the fresh head is barely trained, so the accuracy at the 0.5 threshold
-    # still swings from seed to seed — with mean pooling 0.50-0.73 over seeds 0-7 (with [CLS]: 0.50-0.78), seeds
-    # 2 and 7 put every sentence on one side — while the ranking of the held-out sentences by p(pos) is what
-    # the encoder learned: ROC AUC 0.64-0.78 over those 8 seeds (with [CLS]: 0.63-0.78). So the test asks the
+    # [CLS] ~0.63). After so few steps the model ranks the sentences but has not found the threshold, so the
+    # accuracy at p = 0.5 still swings from seed to seed — with mean pooling 0.50-0.73 over seeds 0-7 (with
+    # [CLS]: 0.50-0.78); seeds 2 and 7 give every held-out sentence p(pos) < 0.5 — while the ranking by p(pos)
+    # is what it learned: ROC AUC 0.64-0.78 over those 8 seeds (with [CLS]: 0.63-0.78; both from
+    # `python bench/finetune_cv.py --seeds 8 --epochs 1 --lr 3e-4`). So the test asks the
     # mean AUC of two seeds to beat chance (0.5; the standard deviation of that mean under chance is ~0.04, so
     # 0.6 is ~2.4 of them). The cross-validated several-epoch accuracy is bench/finetune_cv.py's.
     aucs = []
