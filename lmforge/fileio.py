@@ -1,4 +1,4 @@
-"""Atomic file writes: a same-folder temp file, fsync, then ``os.replace``.
+"""Files: the one JSON reader, and atomic writes (a same-folder temp file, fsync, then ``os.replace``).
 
 An interrupted or failing write never leaves a half-written file under the final name:
 either the old file or the complete new one is there.
@@ -7,11 +7,35 @@ either the old file or the complete new one is there.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from lmforge.errors import FormatError
+
+
+def read_json(path: str | os.PathLike, parse_float: Callable[[str], Any] | None = None) -> Any:
+    """The JSON document in ``path``; a missing, unreadable or malformed file raises ``FormatError`` naming it.
+
+    >>> read_json("missing.json")
+    Traceback (most recent call last):
+    ...
+    lmforge.errors.FormatError: missing.json: file not found
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FormatError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path}: cannot read as UTF-8 text ({e})") from None
+    try:
+        return json.loads(text, parse_float=parse_float)
+    except json.JSONDecodeError as e:
+        raise FormatError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
 
 
 @contextlib.contextmanager
