@@ -7,8 +7,8 @@ The rules (also written for authors in docs/testing.md, "Writing a docs page tha
   there for the next). Environment: HF_HUB_OFFLINE=1, OMP_NUM_THREADS=1, PYTHONPATH=<repo>, $LMFORGE_REPO=<repo>;
   ``lmforge``, ``python`` and ``python3`` on PATH run the repository's code with the test interpreter.
 - bash blocks run as ``bash -euo pipefail FILE``; python blocks as ``python FILE``. A non-zero exit fails the page.
-- A python statement ``print(...)  # -> VALUE`` states its output: each time it runs, what it prints (trailing
-  whitespace and the final newline dropped) must equal VALUE, where ``...`` in VALUE stands for any text.
+- A python statement ``print(...)  # -> VALUE`` states its output: each time it runs, what it prints (the
+  whitespace at both ends dropped) must equal VALUE, where ``...`` in VALUE stands for any text.
 - Markers, each an HTML comment on its own line, on the lines right before a block (several may be stacked):
     <!-- docs: skip REASON -->            the block is not run; the checker reports it with REASON
     <!-- docs: replace "OLD" "NEW" -->    before running, every OLD in the block becomes NEW (JSON string syntax:
@@ -146,7 +146,7 @@ def _docs_expect(expected, where):
         yield
     got = buffer.getvalue()
     _docs_sys.stdout.write(got)
-    got = got.rstrip()
+    got = got.strip()
     pattern = ".*?".join(_docs_re.escape(part) for part in expected.split("..."))
     if not _docs_re.fullmatch(pattern, got, _docs_re.DOTALL):
         raise AssertionError(f"{where}: printed {got!r}, the page says '# -> {expected}'")
