@@ -7,6 +7,7 @@ their reasons), one per block, so what is not run is always visible and a failur
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,16 @@ def test_docs_pages_are_linked() -> None:
             continue
         assert f"docs/{page.name}" in readme, f"README.md does not link docs/{page.name}"
         assert f"({page.name})" in index, f"docs/README.md does not link {page.name}"
+
+
+@pytest.mark.parametrize("path", PAGES, ids=_name)
+def test_relative_links_resolve(path: Path) -> None:
+    """Every relative link of a page names a file that exists (anchors and web links are not checked)."""
+    text = path.read_text(encoding="utf-8")
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue
+        assert (path.parent / target.split("#")[0]).exists(), f"{_name(path)}: broken link ({target})"
 
 
 def test_readme_is_a_landing_page() -> None:
