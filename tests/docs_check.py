@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUN_LANGS = ("bash", "python")
 BLOCK_TIMEOUT_S = 300
 
-_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)")
+_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)[^`]*$")  # CommonMark: no backtick after a backtick fence
 _MARKER = re.compile(r"^\s*<!--\s*docs:(.*?)-->\s*$")
 _JSON_STRING = r'"(?:[^"\\]|\\.)*"'
 _REPLACE = re.compile(rf"^\s*replace\s+({_JSON_STRING})\s+({_JSON_STRING})\s*$")

@@ -29,7 +29,7 @@ def _skipped_blocks() -> list:
             blocks = parse_page(path, _name(path))
         except DocsError:
             continue  # the page's own test reports the error
-        params += [pytest.param(b.skip, id=b.where) for b in blocks if b.skip is not None]
+        params += [pytest.param(f"{b.where}: {b.skip}", id=b.where) for b in blocks if b.skip is not None]
     return params
 
 
@@ -38,9 +38,9 @@ def test_page_blocks_run(path: Path, tmp_path: Path) -> None:
     run_page(path, tmp_path, _name(path))
 
 
-@pytest.mark.parametrize("reason", _skipped_blocks())
-def test_skipped_block(reason: str) -> None:
-    pytest.skip(f"docs block not run: {reason}")
+@pytest.mark.parametrize("block", _skipped_blocks())
+def test_skipped_block(block: str) -> None:
+    pytest.skip(f"docs block not run: {block}")
 
 
 def test_docs_pages_are_linked() -> None:
@@ -96,6 +96,7 @@ def test_checker_runs_blocks_in_order_in_one_folder(tmp_path: Path) -> None:
         "import os\nprint(os.environ['LMFORGE_REPO'] == os.environ['PYTHONPATH'], os.environ['HF_HUB_OFFLINE'])"
         "  # -> True 1\n```\n\n"
         "```\nnot run: no language\n```\n\n"
+        "- inline fences such as ```` ```bash ```` are text, not blocks\n\n"
         "<!-- docs: skip needs a GPU -->\n```bash\nexit 1\n```\n\n"
         '<!-- docs: replace "--steps 600" "--steps 6" -->\n<!-- docs: replace "exit 1" "true" -->\n'
         "```bash\ntest \"$(echo --steps 600)\" = '--steps 6'\nexit 1\n```\n"
