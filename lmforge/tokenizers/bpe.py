@@ -24,15 +24,7 @@ from lmforge.tokenizers.alphabet import (  # noqa: F401 - re-exported: the publi
     unicode_to_bytes,
 )
 from lmforge.tokenizers.model import BaseModel, Token
-
-# GPT-2's pre-tokenizer: contractions, letter runs, number runs, punctuation runs (each with one optional
-# leading space), then whitespace. The lookahead keeps the last space of a run for the next word.
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-# GPT-4's (cl100k_base): case-insensitive contractions, numbers in groups of at most 3, newlines apart.
-CL100K_PATTERN = (
-    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|"""
-    r"""\s+(?!\S)|\s+"""
-)
+from lmforge.tokenizers.patterns import CL100K_PATTERN, GPT2_PATTERN  # noqa: F401 - re-exported
 
 
 def get_stats(ids: list[int], counts: dict[tuple[int, int], int] | None = None, weight: int = 1):

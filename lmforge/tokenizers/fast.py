@@ -431,7 +431,7 @@ def _count_text_compiled(data, classes, mode, c_off, c_len, c_hash, c_cnt, kpool
 
 def compiled_split_mode(pattern: str) -> int | None:
     """0 for GPT-2's pattern, 1 for cl100k's, None for patterns only the regex path knows."""
-    from lmforge.tokenizers.bpe import CL100K_PATTERN, GPT2_PATTERN
+    from lmforge.tokenizers.patterns import CL100K_PATTERN, GPT2_PATTERN
 
     return {GPT2_PATTERN: 0, CL100K_PATTERN: 1}.get(pattern)
 
