@@ -66,15 +66,23 @@ class ByteLevelDecoder(Decoder):
     'Hello world'
     """
 
+    def __init__(self):
+        self.memo: dict[str, bytes] = {}  # token → bytes (a vocabulary's worth at most)
+
     def decode_chain(self, tokens):
-        return [b"".join(map(self.token_bytes, tokens)).decode("utf-8", errors="replace")]
+        memo = self.memo
+        return [b"".join([memo.get(t) or self.token_bytes(t) for t in tokens]).decode("utf-8", errors="replace")]
 
     def token_bytes(self, token):
-        table = unicode_to_bytes()
-        try:
-            return bytes([table[c] for c in token])
-        except KeyError:
-            return token.encode("utf-8")
+        b = self.memo.get(token)
+        if b is None:
+            table = unicode_to_bytes()
+            try:
+                b = bytes([table[c] for c in token])
+            except KeyError:
+                b = token.encode("utf-8")
+            self.memo[token] = b
+        return b
 
     def spelled(self):
         return {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}

@@ -106,6 +106,7 @@ class Tokenizer:
         unk = model.id_to_token(model.unk_id) if model.unk_id is not None else None
         if "unk" not in self._roles and unk in self._token_to_id:  # the model's unk plays the role by default
             self._roles["unk"] = self._token_to_id[unk]
+        self._model_decoder = model.default_decoder() or NoDecoder()  # when the file names no decoder
         self._cache = _PieceCache(model.encode)  # piece → ids
         self._spans: dict[str, list[Token]] = {}  # piece → tokens with spans (offsets only)
 
@@ -243,9 +244,7 @@ class Tokenizer:
 
     def _decoding(self) -> Decoder:
         """The decoder in use: the file's, else the model's own (HF with none joins tokens with spaces)."""
-        if self.decoder is not None:
-            return self.decoder
-        return self.model.default_decoder() or NoDecoder()
+        return self.decoder if self.decoder is not None else self._model_decoder
 
     def _check_id(self, id: int) -> int:
         if not isinstance(id, int) or isinstance(id, bool):

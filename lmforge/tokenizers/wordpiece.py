@@ -221,12 +221,16 @@ class WordPiece(WordPieceModel):
     [('[UNK]', 0, 3)]
     """
 
+    def __init__(self, vocab: Mapping[str, int], unk_token: str = "[UNK]", continuing_subword_prefix: str = "##",
+                 max_input_chars_per_word: int = 100) -> None:
+        super().__init__(vocab, unk_token, continuing_subword_prefix, max_input_chars_per_word)
+        self._stages: dict[tuple, BertPreTokenizer] = {}  # normaliser options → the stage
+
     def _stage(self, lowercase, strip_accents, tokenize_chinese_chars, clean_text) -> BertPreTokenizer:
         key = (lowercase, strip_accents, tokenize_chinese_chars, clean_text)
-        stages = self.__dict__.setdefault("_stages", {})
-        stage = stages.get(key)
+        stage = self._stages.get(key)
         if stage is None:
-            stage = stages[key] = BertPreTokenizer(BertNormalizer(clean_text=clean_text,
+            stage = self._stages[key] = BertPreTokenizer(BertNormalizer(clean_text=clean_text,
                                                                   handle_chinese_chars=tokenize_chinese_chars,
                                                                   strip_accents=strip_accents, lowercase=lowercase))
         return stage
