@@ -97,26 +97,30 @@ class UnigramModel(BaseModel):
         >>> UnigramModel([("<unk>", 0.0), ("a", -1.0)], unk_id=0).tokenize("aé")
         [Token(id=1, start=0, end=1), Token(id=0, start=1, end=2)]
         """
+        return [Token(*t) for t in self._spans(word)]
+
+    def _spans(self, word: str) -> list[tuple[int, int, int]]:
+        """``tokenize`` as plain ``(id, start, end)`` tuples (the encode path makes no ``Token`` objects)."""
         out = []
         for start, end, i in self.viterbi(word):
             if i is not None:
-                out.append(Token(i, start, end))
+                out.append((i, start, end))
                 continue
             text = word[start:end]
             known = self.piece_to_id.get(text)  # a fused run may spell a piece (e.g. the unk piece itself)
             if known is not None:
-                out.append(Token(known, start, end))
+                out.append((known, start, end))
                 continue
             if self.byte_fallback:
                 fallback = [self.byte_ids[b] for b in text.encode("utf-8", errors="surrogatepass")]
                 if None not in fallback:
-                    out.extend(Token(b, start, end) for b in fallback)
+                    out.extend((b, start, end) for b in fallback)
                     continue
-            out.append(Token(self.unk_id, start, end))
+            out.append((self.unk_id, start, end))
         return out
 
     def encode_word(self, word: str) -> list[int]:
-        return [i for i, _, _ in self.tokenize(word)]
+        return [i for i, _, _ in self._spans(word)]
 
     def explain_word(self, word: str) -> list[tuple[str, float]]:
         """The Viterbi pieces with their scores (an unknown run scores the unknown penalty per char)."""
@@ -131,7 +135,7 @@ class UnigramModel(BaseModel):
     # ------------------------------------------------------------------------------------ the Model contract
     def encode(self, word: str) -> list[int]:
         check_encodable(word)
-        return [i for i, _, _ in self.tokenize(word)]
+        return [i for i, _, _ in self._spans(word)]
 
     def explain(self, word: str) -> dict:
         """``{"merges": [], "scores": [(piece, log-probability), ...]}``: the Viterbi pieces."""
