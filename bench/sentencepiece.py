@@ -4,6 +4,7 @@ style), in the same run. Prints seconds, MB/s, the ratio (> 1 means lmforge is f
 
     python3 bench/sentencepiece.py              # the built-in corpus (~0.5 MB)
     python3 bench/sentencepiece.py --repeat 5
+    python3 bench/sentencepiece.py --baseline /tmp/tok-base   # lmforge before (a git worktree) vs after
 
 lmforge's encoders here are the readable pure-Python reference (no compiled path); each distinct word is encoded
 once and cached, so the second pass over the same text ("warm") is mostly dictionary look-ups.
@@ -56,15 +57,60 @@ def best_of(repeat: int, fn) -> tuple[float, object]:
     return best, out
 
 
+def _side_by_side():
+    """bench/_side_by_side.py, loaded by path (this folder is kept off sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_side_by_side", Path(__file__).with_name("_side_by_side.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MODELS = (("BPE + byte_fallback (Metaspace)", "sp_bpe", sentencepiece_bpe),
+          ("Unigram (Metaspace)", "sp_unigram", unigram))
+
+
+def child(folder: Path) -> None:
+    """One round of lmforge-only measurements on the tokenizer.json files in ``folder`` (public API only)."""
+    from lmforge.tokenizers import load_tokenizer
+
+    docs = builtin_documents()
+    out = {}
+    for name, stem, _ in MODELS:
+        ours = load_tokenizer(folder / f"{stem}.json")
+        out[f"{name}: encode, cold cache"] = best_of(1, lambda ours=ours: [ours.encode(d) for d in docs])[0]
+        out[f"{name}: encode, warm cache"] = best_of(3, lambda ours=ours: [ours.encode(d) for d in docs])[0]
+        out[f"{name}: encode_batch offsets"] = best_of(1, lambda ours=ours: ours.encode_batch(docs,
+                                                                                              return_offsets=True))[0]
+        ids = [ours.encode(d) for d in docs]
+        out[f"{name}: decode"] = best_of(3, lambda ours=ours, ids=ids: [ours.decode(i) for i in ids])[0]
+    _side_by_side().emit(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vocab-size", type=int, default=8000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--baseline", metavar="PATH", help="a git worktree of an older lmforge: time it against this "
+                    "tree side by side (lmforge only, fresh processes, alternating rounds) and print the ratios")
+    ap.add_argument("--rounds", type=int, default=3, help="--baseline rounds (medians are reported)")
+    ap.add_argument("--child", metavar="FOLDER", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        return child(Path(args.child))
     docs = builtin_documents()
+    if args.baseline:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for _, stem, build in MODELS:
+                (Path(tmp) / f"{stem}.json").write_text(build(docs, args.vocab_size).to_str())
+            _side_by_side().run("sentencepiece.py", args.baseline, [tmp], args.rounds)
+        return
     mb = sum(len(d.encode()) for d in docs) / 1e6
     print(f"{len(docs)} documents, {mb:.2f} MB, vocab {args.vocab_size}")
-    for name, build in (("BPE + byte_fallback (Metaspace)", sentencepiece_bpe), ("Unigram (Metaspace)", unigram)):
+    for name, _, build in MODELS:
         hf = HFTokenizer.from_str(build(docs, args.vocab_size).to_str())  # as read from a file
         ours = Tokenizer.from_hf_json(json.loads(hf.to_str()), where=name)
         t_hf, ref = best_of(args.repeat, lambda hf=hf: [e.ids for e in map(hf.encode, docs)])

@@ -5,6 +5,7 @@ Text: Webster's 1913 dictionary (Debian ``dict-gcide``: /usr/share/dictd/gcide.d
 
     python3 bench/tokenizers.py                 # all ~40 MB, 8k vocab
     python3 bench/tokenizers.py --mb 5          # a quick look
+    python3 bench/tokenizers.py --mb 5 --baseline /tmp/tok-base   # lmforge before (a git worktree) vs after
 
 The tiktoken ``Encoding`` is built locally from lmforge's trained merges (ranks = ids), and also from GPT-2's
 real ranks (openai-whisper's gpt2.tiktoken) when installed — no download. Timings are wall-clock after a warm-up
@@ -42,13 +43,63 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
+def _side_by_side():
+    """bench/_side_by_side.py, loaded by path (this folder is kept off sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_side_by_side", Path(__file__).with_name("_side_by_side.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def child(args) -> None:
+    """One round of lmforge-only measurements (public API only, so it runs against older trees too)."""
+    from lmforge.tokenizers import load_tokenizer, train_tokenizer
+
+    text = load_text(args.mb)
+    lines = text.splitlines(keepends=True)
+    blocks = ["".join(lines[i : i + 1000]) for i in range(0, len(lines), 1000)]
+    sample = blocks[: max(1, len(blocks) // 10)]
+    out = {}
+    train_tokenizer(["warm up numba"], vocab_size=300)
+    tok, out[f"train_tokenizer, vocab {args.vocab_size}"] = timed(
+        lambda: train_tokenizer(blocks, vocab_size=args.vocab_size, special_tokens=["<|endoftext|>"],
+                                show_progress=False))
+    tok.encode_many(["warm up"], num_workers=1)
+    _, out["trained BPE: encode_many, blocks, 1 process"] = timed(lambda: tok.encode_many(blocks, num_workers=1))
+    _, out["trained BPE: encode (reference path), 10% of blocks"] = timed(
+        lambda: [tok.encode(b, add_special_tokens=False) for b in sample])
+    _, out["trained BPE: encode_batch offsets, 10% of blocks"] = timed(
+        lambda: tok.encode_batch(sample, return_offsets=True))
+    _, out["trained BPE: decode, 10% of blocks"] = timed(
+        lambda: [tok.decode(ids) for ids in tok.encode_many(sample, num_workers=1)])
+    spec = importlib.util.find_spec("whisper")
+    if spec and spec.submodule_search_locations:
+        path = Path(list(spec.submodule_search_locations)[0]) / "assets" / "gpt2.tiktoken"
+        gpt2, out["GPT-2 ranks: load_tokenizer(gpt2.tiktoken)"] = timed(lambda: load_tokenizer(path))
+        gpt2.encode_many(["warm up"], num_workers=1)
+        _, out["GPT-2 ranks: encode_many, blocks, 1 process"] = timed(lambda: gpt2.encode_many(blocks, num_workers=1))
+    _side_by_side().emit(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=None, help="use only the first MB of text (default: all)")
     ap.add_argument("--vocab-size", type=int, default=8192)
     ap.add_argument("--workers", type=int, default=2, help="processes for lmforge's multi-process figure")
     ap.add_argument("--repeat", type=int, default=3, help="encode timings: best of this many runs (default: 3)")
+    ap.add_argument("--baseline", metavar="PATH", help="a git worktree of an older lmforge: time it against this "
+                    "tree side by side (lmforge only, fresh processes, alternating rounds) and print the ratios")
+    ap.add_argument("--rounds", type=int, default=3, help="--baseline rounds (medians are reported)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        return child(args)
+    if args.baseline:
+        child_args = ["--vocab-size", str(args.vocab_size)] + (["--mb", str(args.mb)] if args.mb else [])
+        _side_by_side().run("tokenizers.py", args.baseline, child_args, args.rounds)
+        return
 
     import tiktoken
     from tokenizers import Tokenizer as HFTokenizer
@@ -91,7 +142,7 @@ def main() -> None:
         tok.encode_many(["warm up"], num_workers=1)
 
         def ours(workers: int):
-            tok.model._fast.piece_cache = None  # start cold: no pre-token memo carried over between runs
+            tok.clear_cache()  # start cold: no pre-token memo carried over between runs
             return tok.encode_many(blocks, num_workers=workers)
 
         contenders = {
@@ -112,10 +163,10 @@ def main() -> None:
         tt_best = min(best[names[0]], best[names[1]])
         t_1, t_n = best[names[2]], best[names[3]]
         ours_blocks, ref_blocks = outputs[names[2]], outputs[names[0]]
-        tok._cache.clear()
+        tok.clear_cache()
         sample = blocks[: max(1, len(blocks) // 10)]
         sample_mb = sum(len(b.encode()) for b in sample) / 1e6
-        _, t_ref = timed(lambda: [tok._encode_ids(b) for b in sample])
+        _, t_ref = timed(lambda: [tok.encode(b, add_special_tokens=False) for b in sample])
         print(f"  {'lmforge reference encoder (pure Python + regex), 10% sample':<58s} {t_ref:7.2f} s  "
               f"{sample_mb / t_ref:7.2f} MB/s")
         print(f"  ids identical to tiktoken: {ours_blocks == ref_blocks}")
@@ -125,7 +176,7 @@ def main() -> None:
             print(f"  → lmforge 1 process = {t_hf_enc / t_1:.2f}× HF encode_batch's speed; ids identical to HF: "
                   f"{ours_blocks == hf_ids}")
 
-    ranks = {ours.model.token_bytes[i]: i for i in range(ours.vocab_size - 1)}
+    ranks = {ours.token_bytes(i): i for i in range(ours.vocab_size - 1)}
     enc = tiktoken.Encoding("lmforge-trained", pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
                             special_tokens={"<|endoftext|>": ours.vocab_size - 1})
     hf_ours = HFTokenizer.from_str(json.dumps(ours.to_hf_json()))

@@ -5,8 +5,7 @@ ecosystem's file formats (HF ``tokenizer.json``, GPT-2 ``vocab.json``/``merges.t
 """
 
 from lmforge.tokenizers.bpe import CL100K_PATTERN, GPT2_PATTERN, bytes_to_unicode
-from lmforge.tokenizers.formats import load_tokenizer
-from lmforge.tokenizers.tokenizer import Tokenizer
+from lmforge.tokenizers.tokenizer import Tokenizer, load_tokenizer
 from lmforge.tokenizers.train import train_tokenizer
 
 __all__ = ["CL100K_PATTERN", "GPT2_PATTERN", "Tokenizer", "bytes_to_unicode", "load_tokenizer", "train_tokenizer"]

@@ -14,53 +14,17 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from functools import lru_cache
 
-# GPT-2's pre-tokenizer: contractions, letter runs, number runs, punctuation runs (each with one optional
-# leading space), then whitespace. The lookahead keeps the last space of a run for the next word.
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-# GPT-4's (cl100k_base): case-insensitive contractions, numbers in groups of at most 3, newlines apart.
-CL100K_PATTERN = (
-    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|"""
-    r"""\s+(?!\S)|\s+"""
+from lmforge.errors import InputError
+from lmforge.tokenizers.alphabet import (  # noqa: F401 - re-exported: the public spelling of these names
+    byte_token,
+    bytes_to_token_string,
+    bytes_to_unicode,
+    token_string_to_bytes,
+    unicode_to_bytes,
 )
-
-
-@lru_cache(maxsize=1)
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's map from each byte to a printable character, so tokens can be stored as JSON strings.
-
-    Printable Latin-1 bytes map to themselves; the others (controls, space, ...) to code points from 256 up.
-
-    >>> b2u = bytes_to_unicode(); b2u[ord("a")], b2u[ord(" ")], b2u[ord("\\n")]
-    ('a', 'Ġ', 'Ċ')
-    """
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    table = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
-
-
-@lru_cache(maxsize=1)
-def unicode_to_bytes() -> dict[str, int]:
-    """Inverse of ``bytes_to_unicode``: ``unicode_to_bytes()["Ġ"] == 32``."""
-    return {c: b for b, c in bytes_to_unicode().items()}
-
-
-def bytes_to_token_string(data: bytes) -> str:
-    """``b" the"`` → ``"Ġthe"`` (the GPT-2 ``vocab.json`` spelling of a token)."""
-    b2u = bytes_to_unicode()
-    return "".join(b2u[b] for b in data)
-
-
-def token_string_to_bytes(token: str) -> bytes:
-    """``"Ġthe"`` → ``b" the"``; a character outside the byte alphabet raises KeyError."""
-    u2b = unicode_to_bytes()
-    return bytes(u2b[c] for c in token)
+from lmforge.tokenizers.model import BaseModel, Token
+from lmforge.tokenizers.patterns import CL100K_PATTERN, GPT2_PATTERN  # noqa: F401 - re-exported
 
 
 def get_stats(ids: list[int], counts: dict[tuple[int, int], int] | None = None, weight: int = 1):
@@ -112,7 +76,7 @@ def apply_merges(ids: list[int], pair_table: dict[tuple[int, int], tuple[int, in
     return ids
 
 
-class BPEModel:
+class BPEModel(BaseModel):
     """A byte-level BPE vocabulary: what each id stands for and how pairs merge.
 
     ``token_bytes[id]`` is the byte string of token ``id`` (``None`` for ids the model does not own, e.g. added
@@ -144,7 +108,113 @@ class BPEModel:
                     pair_table[(a, b)] = (rank, new)
         self.pair_table = pair_table
         self.rank_based = False  # True for tiktoken ranks: pairs merge when their concatenation is a token
-        self._fast = None  # numba tables, built on first bulk use
+        self._fast = None  # numba tables (fast.FastBPE), built on first bulk use; False where they cannot apply
+
+    kind = "bpe"
+
+    # ------------------------------------------------------------------------------------ the Model contract
+    def encode(self, word: str) -> list[int]:
+        """Ids of one pre-token (a str): its UTF-8 bytes through ``encode_word``.
+
+        >>> BPEModel([bytes([i]) for i in range(256)] + [b"hi"], [(104, 105)]).encode("hi!")
+        [256, 33]
+        """
+        try:
+            data = word.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise InputError(
+                f"text holds {word[e.start]!r} (U+{ord(word[e.start]):04X}), a lone surrogate that cannot be "
+                "UTF-8 encoded; expected valid Unicode text") from None
+        return self.encode_word(data)
+
+    def tokenize(self, word: str) -> list[Token]:
+        """``encode`` with the char span of each token (a token ending inside a multi-byte char covers it).
+
+        >>> BPEModel([bytes([i]) for i in range(256)], []).tokenize("é")
+        [Token(id=195, start=0, end=1), Token(id=169, start=0, end=1)]
+        """
+        ids = self.encode(word)
+        tb = self.token_bytes
+        lengths = [len(tb[i] or b"") if i < len(tb) else 1 for i in ids]
+        return [Token(i, s, e) for i, (s, e) in zip(ids, byte_token_offsets(word, lengths), strict=True)]
+
+    def explain(self, word: str) -> dict:
+        """``{"merges": [(left, right, merged), ...]}``: the merges applied to ``word``, in order."""
+        steps = self.explain_word(word.encode("utf-8", errors="surrogatepass"))
+        name = self.id_to_token
+        return {"merges": [(name(a), name(b), name(n)) for _, a, b, n in steps]}
+
+    def id_to_token(self, id: int) -> str | None:
+        b = self.token_bytes[id] if 0 <= id < len(self.token_bytes) else None
+        return None if b is None else bytes_to_token_string(b)
+
+    def token_to_id(self, token: str) -> int | None:
+        try:
+            return self.bytes_to_id.get(token_string_to_bytes(token))
+        except KeyError:
+            return None
+
+    def default_decoder(self):
+        from lmforge.tokenizers.decoders import ByteLevelDecoder
+
+        return ByteLevelDecoder()
+
+    def ordered_merges(self) -> list[tuple[int, int]]:
+        """The merge list, recovered from the ranks first for tiktoken-style models (which have none)."""
+        if self.rank_based and not self.merges:
+            self.merges = merges_from_ranks(self.token_bytes)
+        return self.merges
+
+    def use_ranks(self) -> None:
+        """Merge by tiktoken's rule (two tokens merge when their concatenation is a token, lowest rank first)."""
+        self.pair_table = pair_table_from_ranks(self.token_bytes)
+        self.rank_based = True
+        self._fast = None
+
+    def to_hf(self, vocab: dict[str, int], unk_token: str | None) -> dict:
+        name = self.id_to_token
+        return {"type": "BPE", "dropout": None, "unk_token": unk_token if self.unk_id is not None else None,
+                "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": False,
+                "byte_fallback": False, "ignore_merges": self.ignore_merges, "vocab": vocab,
+                "merges": [[name(a), name(b)] for a, b in self.ordered_merges()]}
+
+    def lmforge_fields(self, hf_model: dict) -> dict:
+        return {"merges": [list(m) for m in self.ordered_merges()], "rank_based": self.rank_based,
+                "ignore_merges": self.ignore_merges, "unk_token": hf_model.get("unk_token")}
+
+    # ------------------------------------------------------------------------- the compiled (numba) path
+    def _compiled(self):
+        """The numba tables, built once; None where they cannot reproduce ``encode_word`` (missing bytes,
+        ``ignore_merges``) or numba is absent."""
+        if self._fast is None:
+            from lmforge.tokenizers import fast
+
+            self._fast = fast.FastBPE(self) if fast.numba is not None else False
+        return self._fast if self._fast and self._fast.usable else None
+
+    def encode_many_words(self, words: list[str]) -> list[list[int]]:
+        """``[encode(w) for w in words]``, in one compiled call where it applies."""
+        compiled = self._compiled()
+        if compiled is not None:
+            try:
+                return compiled.encode_pieces(words)
+            except UnicodeEncodeError:
+                pass  # the reference path raises the clear lone-surrogate error
+        return [self.encode(w) for w in words]
+
+    def encode_text(self, text: str, mode: int) -> list[int] | None:
+        """Split ``text`` with the compiled GPT-2 (``mode`` 0) / cl100k (1) splitter and encode every piece, memo
+        kept between calls; None where the compiled path does not apply (then use the reference)."""
+        compiled = self._compiled()
+        if compiled is None:
+            return None
+        from lmforge.tokenizers import fast
+
+        return fast.encode_text(compiled, text, mode)
+
+    def clear_cache(self) -> None:
+        if self._fast:
+            self._fast.piece_cache = None
 
     def encode_word(self, word: bytes) -> list[int]:
         """Ids of one pre-token (its UTF-8 bytes): start from single bytes, apply merges by rank.
@@ -307,11 +377,6 @@ def train_bpe(
 
 
 # ------------------------------------------------------------------------------------- character-level BPE
-def byte_token(b: int) -> str:
-    """SentencePiece's spelling of a raw byte token: ``byte_token(10) == "<0x0A>"``."""
-    return f"<0x{b:02X}>"
-
-
 def merge_symbols(ids: list[int], lengths: list[int],
                   pair_table: dict[tuple[int, int], tuple[int, int]]) -> tuple[list[int], list[int]]:
     """BPE merges on a symbol list in O(n log n): a heap of candidate pairs by (rank, position), symbols in a
@@ -355,7 +420,7 @@ def merge_symbols(ids: list[int], lengths: list[int],
     return [ids[k] for k in keep], [lengths[k] for k in keep]
 
 
-class CharBPEModel:
+class CharBPEModel(BaseModel):
     """Character-level BPE, as SentencePiece-BPE files (Llama 2, Mistral) use it: a word starts as one symbol
     per *character* (a unicode string in the vocabulary), then merges apply by rank.
 
@@ -386,6 +451,7 @@ class CharBPEModel:
                 raise KeyError(f"merges[{rank}]: {a!r} + {b!r} needs {a!r}, {b!r} and {merged!r} in the vocabulary")
             self.pair_table[(self.vocab[a], self.vocab[b])] = (rank, self.vocab[merged])
         self.byte_ids = [self.vocab.get(byte_token(b)) for b in range(256)]
+        self._strings: dict[int, str] | None = None  # id → token string, built on first use
 
     def _symbols(self, word: str) -> tuple[list[int], list[int]]:
         """One symbol per char (or its byte tokens, or unk): ``(ids, UTF-8 byte length each covers)``."""
@@ -435,6 +501,41 @@ class CharBPEModel:
     def encode_word(self, word: str) -> list[int]:
         return self.encode_with_lengths(word)[0]
 
+    # ------------------------------------------------------------------------------------ the Model contract
+    kind = "bpe"
+
+    def encode(self, word: str) -> list[int]:
+        check_encodable(word)
+        return self.encode_with_lengths(word)[0]
+
+    def tokenize(self, word: str) -> list[Token]:
+        check_encodable(word)
+        ids, lengths = self.encode_with_lengths(word)
+        return [Token(i, s, e) for i, (s, e) in zip(ids, byte_token_offsets(word, lengths), strict=True)]
+
+    def explain(self, word: str) -> dict:
+        """``{"merges": [(left, right, merged), ...]}``: the merges applied to ``word``, in order."""
+        name = self.id_to_token
+        return {"merges": [(name(a), name(b), name(n)) for _, a, b, n in self.explain_word(word)]}
+
+    def id_to_token(self, id: int) -> str | None:
+        if self._strings is None:
+            self._strings = {i: t for t, i in self.vocab.items()}
+        return self._strings.get(id)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.vocab.get(token)
+
+    def to_hf(self, vocab: dict[str, int], unk_token: str | None) -> dict:
+        return {"type": "BPE", "dropout": None,
+                "unk_token": self.id_to_token(self.unk_id) if self.unk_id is not None else None,
+                "continuing_subword_prefix": self.prefix or None, "end_of_word_suffix": self.suffix or None,
+                "fuse_unk": self.fuse_unk, "byte_fallback": self.byte_fallback, "ignore_merges": self.ignore_merges,
+                "vocab": self.vocab, "merges": [list(pair) for pair in self.merges]}
+
+    def lmforge_fields(self, hf_model: dict) -> dict:
+        return {k: v for k, v in hf_model.items() if k != "type"}
+
     def explain_word(self, word: str) -> list[tuple[int, int, int, int]]:
         """The merges applied to one pre-token, in order: ``(rank, left_id, right_id, new_id)``."""
         ids, _ = self._symbols(word)
@@ -450,3 +551,39 @@ class CharBPEModel:
             steps.append((best[1][0], best[0][0], best[0][1], best[1][1]))
             ids = merge(ids, best[0], best[1][1])
         return steps
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def check_encodable(word: str) -> None:
+    """Lone surrogates cannot be UTF-8 (nor reach HF): refuse them clearly."""
+    try:
+        word.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(f"text holds {word[e.start]!r} (U+{ord(word[e.start]):04X}), a lone surrogate that cannot "
+                         "be UTF-8 encoded; expected valid Unicode text") from None
+
+
+def byte_token_offsets(word: str, byte_lengths: list[int]) -> list[tuple[int, int]]:
+    """Char spans of consecutive tokens of ``word`` given their byte lengths; a token that ends inside a
+    multi-byte character covers that whole character (as HF does).
+
+    >>> byte_token_offsets("héllo", [1, 2, 3])
+    [(0, 1), (1, 2), (2, 5)]
+    """
+    if len(word) == sum(byte_lengths):  # ASCII: bytes are chars
+        out, pos = [], 0
+        for n in byte_lengths:
+            out.append((pos, pos + n))
+            pos += n
+        return out
+    char_of_byte = []
+    for ci, c in enumerate(word):
+        char_of_byte.extend([ci] * len(c.encode("utf-8", errors="surrogatepass")))
+    out, pos = [], 0
+    for n in byte_lengths:
+        if n == 0 or pos >= len(char_of_byte):
+            out.append((len(word), len(word)))
+            continue
+        out.append((char_of_byte[pos], char_of_byte[min(pos + n, len(char_of_byte)) - 1] + 1))
+        pos += n
+    return out

@@ -16,8 +16,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from lmforge.tokenizers.bpe import train_bpe
-
 try:
     import numba
 except ImportError:  # pragma: no cover - numba is a core dependency; keep the pure-Python path working
@@ -121,7 +119,8 @@ def _encode_words(data, starts, byte_ids, keys, vals):
 
 
 class FastBPE:
-    """numba tables for one ``BPEModel``: encodes a batch of pre-tokens in one compiled call."""
+    """numba tables for one ``BPEModel`` (read through its public ``pair_table``, ``byte_ids``,
+    ``ignore_merges``): encodes a batch of pre-tokens in one compiled call."""
 
     def __init__(self, model):
         table = model.pair_table
@@ -144,74 +143,6 @@ class FastBPE:
         flat = ids.tolist()
         bounds = out_starts.tolist()
         return [flat[bounds[k]:bounds[k + 1]] for k in range(len(encoded))]
-
-
-def _fast_model(tok):
-    """The numba tables for a tokenizer's BPE model (built once, then kept on the model)."""
-    model = tok.model
-    if model._fast is None:
-        model._fast = FastBPE(model) if numba is not None else False
-    return model._fast if model._fast and model._fast.usable else None
-
-
-def _fill_cache(tok, pieces: list[str]) -> None:
-    """Encode every piece not yet in the tokenizer's cache in one batch."""
-    cache = tok._cache
-    missing = list(set(pieces).difference(cache.keys()))
-    if not missing:
-        return
-    fast = _fast_model(tok)
-    if fast is None:
-        for p in missing:
-            cache[p]  # noqa: B018 - a miss computes and stores it
-        return
-    try:
-        results = fast.encode_pieces(missing)
-    except UnicodeEncodeError:
-        for p in missing:  # the reference path raises the clear lone-surrogate error
-            cache[p]  # noqa: B018
-        return
-    if len(cache) + len(missing) > 1_000_000:
-        cache.clear()
-    cache.update(zip(missing, results, strict=True))
-
-
-def encode_document(tok, text: str) -> list[int]:
-    """``tok.encode(text, add_special_tokens=False)`` through the compiled path where it applies: the whole
-    GPT-2 / cl100k split + BPE in numba, or (other patterns) the regex split with batched numba BPE for new pieces."""
-    if tok.kind != "bpe" or tok.normalizer is not None or tok._norm_matcher is not None:
-        return tok._encode_ids(text)
-    if not isinstance(text, str):
-        from lmforge.errors import InputError
-
-        raise InputError(f"text must be a str, got {type(text).__name__}")
-    fast = _fast_model(tok)
-    mode = _compiled_split(tok) if fast is not None else None
-    if mode is not None:
-        ids: list[int] = []
-        for s, e, added in tok._segments(text):
-            if added is not None:
-                ids.append(added)
-                continue
-            part = _encode_segment_compiled(tok, fast, text[s:e], mode)
-            if part is None:
-                return tok._encode_ids(text)
-            ids.extend(part)
-        return ids
-    split = tok.pre_tokenizer.split_strings
-    segments = tok._segments(text)
-    pieces_per_segment = [split(text[s:e]) if added is None else added for s, e, added in segments]
-    _fill_cache(tok, [p for seg in pieces_per_segment if not isinstance(seg, int) for p in seg])
-    get = tok._cache.__getitem__
-    if len(pieces_per_segment) == 1 and not isinstance(pieces_per_segment[0], int):
-        return list(itertools.chain.from_iterable(map(get, pieces_per_segment[0])))
-    ids: list[int] = []
-    for seg in pieces_per_segment:
-        if isinstance(seg, int):
-            ids.append(seg)
-        else:
-            ids.extend(itertools.chain.from_iterable(map(get, seg)))
-    return ids
 
 
 # ------------------------------------------------------- GPT-2 / cl100k pre-tokenizers + piece cache in numba
@@ -500,7 +431,7 @@ def _count_text_compiled(data, classes, mode, c_off, c_len, c_hash, c_cnt, kpool
 
 def compiled_split_mode(pattern: str) -> int | None:
     """0 for GPT-2's pattern, 1 for cl100k's, None for patterns only the regex path knows."""
-    from lmforge.tokenizers.bpe import CL100K_PATTERN, GPT2_PATTERN
+    from lmforge.tokenizers.patterns import CL100K_PATTERN, GPT2_PATTERN
 
     return {GPT2_PATTERN: 0, CL100K_PATTERN: 1}.get(pattern)
 
@@ -575,23 +506,14 @@ class PieceCache:
         return ids
 
 
-def _compiled_split(tok) -> int | None:
-    """The compiled splitter's mode for this tokenizer, or None when its pre-tokenizer is something else."""
-    from lmforge.tokenizers.pipeline import ByteLevel
-
-    pre = tok.pre_tokenizer
-    if type(pre) is not ByteLevel or not pre.use_regex or tok.normalizer is not None or tok.kind != "bpe":
-        return None
-    return compiled_split_mode(pre.pattern)
-
-
-def _encode_segment_compiled(tok, fast: FastBPE, seg: str, mode: int) -> list[int] | None:
-    if tok.pre_tokenizer.add_prefix_space and not seg.startswith(" "):
-        seg = " " + seg
+def encode_text(fast: FastBPE, text: str, mode: int) -> list[int] | None:
+    """Split ``text`` with the compiled GPT-2 (``mode`` 0) / cl100k (1) splitter and BPE-encode every piece,
+    through ``fast``'s memo of pieces; None when ``text`` is not valid UTF-8 (lone surrogates: the reference
+    path raises the clear error)."""
     try:
-        data = np.frombuffer(seg.encode("utf-8"), np.uint8)
+        data = np.frombuffer(text.encode("utf-8"), np.uint8)
     except UnicodeEncodeError:
-        return None  # the reference path raises the clear lone-surrogate error
+        return None
     if fast.piece_cache is None:
         with _CREATE_LOCK:
             if fast.piece_cache is None:
@@ -599,16 +521,17 @@ def _encode_segment_compiled(tok, fast: FastBPE, seg: str, mode: int) -> list[in
     return fast.piece_cache.encode(fast, data, mode).tolist()
 
 
-_WORKER_TOKENIZER = None
+# ------------------------------------------------------------------------------------------- processes
+_WORKER_ENCODE = None
 
 
-def _worker_init(tok) -> None:
-    global _WORKER_TOKENIZER
-    _WORKER_TOKENIZER = tok
+def _worker_init(encode_one) -> None:
+    global _WORKER_ENCODE
+    _WORKER_ENCODE = encode_one
 
 
 def _worker_encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    rows = [encode_document(_WORKER_TOKENIZER, t) for t in texts]
+    rows = [_WORKER_ENCODE(t) for t in texts]
     lengths = np.fromiter(map(len, rows), np.int64, len(rows))
     flat = np.fromiter(itertools.chain.from_iterable(rows), np.int32, int(lengths.sum()))
     return flat, lengths  # numpy arrays pickle far faster than lists of ints
@@ -630,34 +553,30 @@ def _chunks(texts: list[str], n: int) -> list[list[str]]:
     return out
 
 
-def encode_many(tok, texts: list[str], *, add_special_tokens: bool = False,
-                num_workers: int | None = None) -> list[list[int]]:
-    """Encode documents; ``num_workers`` processes (default: one; all cores, up to 8, for inputs above ~16 MB on
-    machines with at least 4 cores)."""
-    if num_workers is None:  # processes pay off only for big inputs and several free cores
-        cores = os.cpu_count() or 1
-        big = sum(map(len, texts)) > 16_000_000 and len(texts) > 1
-        num_workers = min(cores, 8) if big and cores >= 4 else 1
-    if num_workers > 1 and len(texts) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+def default_workers(texts: list[str]) -> int:
+    """One process, or all cores (up to 8) for inputs above ~16 MB on machines with at least 4 cores."""
+    cores = os.cpu_count() or 1
+    big = sum(map(len, texts)) > 16_000_000 and len(texts) > 1
+    return min(cores, 8) if big and cores >= 4 else 1
 
-        # fork shares the loaded tokenizer and compiled code; elsewhere the tokenizer is pickled once per worker
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-        ctx = multiprocessing.get_context(method)
-        chunks = _chunks(texts, num_workers * 4)
-        rows: list[list[int]] = []
-        with ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_worker_init, initargs=(tok,)) as pool:
-            for flat, lengths in pool.map(_worker_encode, chunks):
-                flat_list = flat.tolist()
-                pos = 0
-                for n in lengths.tolist():
-                    rows.append(flat_list[pos:pos + n])
-                    pos += n
-    else:
-        rows = [encode_document(tok, t) for t in texts]
-    if add_special_tokens and tok.post_processor is not None:
-        rows = [tok.post_processor.apply(r, None, lambda t, i: i)[0] for r in rows]
+
+def encode_in_processes(encode_one, texts: list[str], num_workers: int) -> list[list[int]]:
+    """``[encode_one(t) for t in texts]`` over ``num_workers`` processes (``encode_one``: a picklable callable,
+    e.g. a tokenizer's bound method; with fork it is shared, not pickled)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    ctx = multiprocessing.get_context(method)
+    chunks = _chunks(texts, num_workers * 4)
+    rows: list[list[int]] = []
+    with ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_worker_init, initargs=(encode_one,)) as pool:
+        for flat, lengths in pool.map(_worker_encode, chunks):
+            flat_list = flat.tolist()
+            pos = 0
+            for n in lengths.tolist():
+                rows.append(flat_list[pos:pos + n])
+                pos += n
     return rows
 
 
@@ -877,9 +796,9 @@ def _train_steps(sym, wstart, wlen, weight, table, occ_word, occ_next, hc, hk, s
 
 def train_bpe_fast(word_counts: dict[bytes, int], num_merges: int, *, min_frequency: int = 2,
                    progress: Callable[[int], None] | None = None, chunk: int = 256) -> list[tuple[int, int]]:
-    """``bpe.train_bpe`` with the merge loop compiled (identical merges); falls back to it without numba."""
-    if numba is None or num_merges <= 0 or not word_counts:
-        return train_bpe(word_counts, num_merges, min_frequency=min_frequency, progress=progress)
+    """``bpe.train_bpe`` with the merge loop compiled (identical merges). Needs numba (a core dependency)."""
+    if num_merges <= 0 or not word_counts:
+        return []
     words = list(word_counts)
     lengths = np.fromiter(map(len, words), np.int64, len(words))
     wstart = np.zeros(len(words) + 1, np.int64)

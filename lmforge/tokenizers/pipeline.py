@@ -16,6 +16,7 @@ from typing import Any
 import regex
 
 from lmforge.errors import FormatError
+from lmforge.tokenizers import bert_normalizer
 from lmforge.tokenizers.bpe import GPT2_PATTERN
 
 Span = tuple[str, int, int]  # (piece, start, end)
@@ -277,17 +278,28 @@ def normalizer_from_hf(obj: dict | None, where: str) -> Normalizer | None:
 
 # ------------------------------------------------------------------------------------------ pre-tokenizers
 class PreTokenizer:
-    """Splits text into pieces; ``split`` gives ``(piece, start, end)``, ``split_strings`` only the pieces."""
+    """Splits text into pieces; ``split`` gives ``(piece, start, end)``, ``split_strings`` only the pieces.
+
+    ``position_dependent``: the split depends on whether the text starts the user's text (Metaspace's
+    ``prepend_scheme="first"``); ``split_at`` / ``split_strings`` are told that with ``at_start``.
+    """
+
+    position_dependent = False
 
     def split(self, text: str) -> list[Span]:
         raise NotImplementedError
 
-    def split_strings(self, text: str) -> list[str]:
-        return [p for p, _, _ in self.split(text)]
+    def split_strings(self, text: str, at_start: bool = True) -> list[str]:
+        return [p for p, _, _ in self.split_at(text, at_start)]
 
     def split_at(self, text: str, at_start: bool) -> list[Span]:
         """``split``, told whether ``text`` starts the user's text (Metaspace's ``prepend_scheme="first"``)."""
         return self.split(text)
+
+    def split_aligned(self, text: str, at_start: bool) -> list[tuple[str, int, int, list[int] | None]]:
+        """``split_at`` plus, for a pre-tokenizer that also normalises (BERT's), the index in ``text`` of each
+        char of the piece; None where the piece's chars are ``text[start:end]`` (or a prefix was added)."""
+        return [(p, s, e, None) for p, s, e in self.split_at(text, at_start)]
 
     def to_hf(self) -> dict:
         raise NotImplementedError
@@ -309,6 +321,7 @@ class Metaspace(PreTokenizer):
         if len(replacement) != 1:
             raise FormatError(f"Metaspace pre-tokenizer: replacement should be one character, got {replacement!r}")
         self.replacement, self.prepend_scheme, self.split_words = replacement, prepend_scheme, split
+        self.position_dependent = prepend_scheme == "first"
 
     def split(self, text):
         return self.split_at(text, True)
@@ -356,7 +369,7 @@ class ByteLevel(PreTokenizer):
             return [(text, 0, len(text) - shift)] if text else []
         return [(m.group(), max(0, m.start() - shift), m.end() - shift) for m in self.regex.finditer(text)]
 
-    def split_strings(self, text):
+    def split_strings(self, text, at_start=True):
         if self.add_prefix_space and not text.startswith(" "):
             text = " " + text
         if not self.use_regex:
@@ -472,7 +485,7 @@ class Whitespace(PreTokenizer):
     def split(self, text):
         return [(m.group(), m.start(), m.end()) for m in self.rx.finditer(text)]
 
-    def split_strings(self, text):
+    def split_strings(self, text, at_start=True):
         return self.rx.findall(text)
 
     def to_hf(self):
@@ -485,7 +498,7 @@ class WhitespaceSplit(PreTokenizer):
     def split(self, text):
         return [(m.group(), m.start(), m.end()) for m in self.rx.finditer(text)]
 
-    def split_strings(self, text):
+    def split_strings(self, text, at_start=True):
         return text.split()
 
     def to_hf(self):
@@ -494,27 +507,39 @@ class WhitespaceSplit(PreTokenizer):
 
 @dataclass
 class BertPreTokenizer(PreTokenizer):
-    """Whitespace split + punctuation isolated; with a ``BertNormalizer`` it runs fused (``basic_tokenize``)."""
+    """Whitespace split + punctuation isolated; with a ``BertNormalizer`` it runs fused (BERT's basic tokenizer,
+    ``bert_normalizer``), so its words are normalised and map back to the text char by char.
+
+    >>> BertPreTokenizer(BertNormalizer()).split("Héllo, WORLD")
+    [('hello', 0, 5), (',', 5, 6), ('world', 7, 12)]
+    """
 
     normalizer: BertNormalizer | None = None
 
-    def _options(self) -> dict:
+    def __post_init__(self):
         n = self.normalizer
         if n is None:
-            return {"lowercase": False, "strip_accents": False, "tokenize_chinese_chars": False, "clean_text": False}
-        return {"lowercase": n.lowercase, "strip_accents": n.strip_accents,
-                "tokenize_chinese_chars": n.handle_chinese_chars, "clean_text": n.clean_text}
+            self.options = {"lowercase": False, "strip_accents": False, "tokenize_chinese_chars": False,
+                            "clean_text": False}
+        else:
+            self.options = {"lowercase": n.lowercase, "strip_accents": n.strip_accents,
+                            "tokenize_chinese_chars": n.handle_chinese_chars, "clean_text": n.clean_text}
 
     def split(self, text):
-        from lmforge.tokenizers.wordpiece import basic_tokenize
+        return bert_normalizer.basic_tokenize(text, **self.options)
 
-        return basic_tokenize(text, **self._options())
+    def split_strings(self, text, at_start=True):
+        return bert_normalizer.basic_words(text, **self.options)
 
-    def split_aligned(self, text: str) -> list[tuple[str, list[int]]]:
-        """Words with the original index of each of their chars (normalization may change lengths)."""
-        from lmforge.tokenizers.wordpiece import basic_tokenize_aligned
+    def words(self, text: str) -> list[tuple[str, int, list[int] | None]]:
+        """``(word, first, positions)``: ``positions`` (each char's index in ``text``) is None when the word is
+        ``text[first:first + len(word)]`` char for char."""
+        o = self.options
+        return bert_normalizer.normalised_words(text, o["lowercase"], o["strip_accents"], o["tokenize_chinese_chars"],
+                                                o["clean_text"])
 
-        return basic_tokenize_aligned(text, **self._options())
+    def split_aligned(self, text, at_start):
+        return [(w, first, first + len(w) if pos is None else pos[-1] + 1, pos) for w, first, pos in self.words(text)]
 
     def to_hf(self):
         return {"type": "BertPreTokenizer"}
@@ -523,6 +548,7 @@ class BertPreTokenizer(PreTokenizer):
 class PreTokenizerSequence(PreTokenizer):
     def __init__(self, steps: list[PreTokenizer]):
         self.steps = steps
+        self.position_dependent = any(s.position_dependent for s in steps)
 
     def split(self, text):
         spans = [(text, 0, len(text))]
@@ -530,10 +556,12 @@ class PreTokenizerSequence(PreTokenizer):
             spans = [(p, s + ps, s + pe) for piece, s, _ in spans for p, ps, pe in step.split(piece)]
         return spans
 
-    def split_strings(self, text):
+    def split_strings(self, text, at_start=True):
+        if self.position_dependent and at_start:  # which piece starts the text needs the spans
+            return [p for p, _, _ in self.split_at(text, at_start)]
         pieces = [text]
         for step in self.steps:
-            pieces = [p for piece in pieces for p in step.split_strings(piece)]
+            pieces = [p for piece in pieces for p in step.split_strings(piece, False)]
         return pieces
 
     def split_at(self, text, at_start):
@@ -675,98 +703,6 @@ def post_processor_from_hf(obj: dict | None, where: str) -> Template | None:
         return Template(base.single, base.pair, base.special_ids, any(p.trim_offsets for p in parts), raw=obj)
     raise FormatError(f"{where}: post_processor type {kind!r} is not supported (supported: TemplateProcessing, "
                       "BertProcessing, RobertaProcessing, ByteLevel, Sequence)")
-
-
-# ------------------------------------------------------------------------------------------------ decoders
-SENTENCEPIECE_DECODERS = ("Metaspace", "Replace", "ByteFallback", "Fuse", "Strip")
-
-
-def decoder_from_hf(obj: dict | None, where: str) -> dict | None:
-    """Decoders are applied by ``Tokenizer.decode`` from their settings; here they are only validated."""
-    if obj is None:
-        return None
-    kind = obj.get("type")
-    if kind == "Sequence":
-        for o in obj.get("decoders", []):
-            decoder_from_hf(o, where)
-        return obj
-    if kind in ("ByteLevel", "WordPiece"):
-        return obj
-    if kind == "Replace" and not ("String" in obj.get("pattern", {}) or "Regex" in obj.get("pattern", {})):
-        raise FormatError(f"{where}: decoder Replace: pattern needs 'String' or 'Regex', got {obj.get('pattern')!r}")
-    if kind in SENTENCEPIECE_DECODERS:
-        return obj
-    raise FormatError(f"{where}: decoder type {kind!r} is not supported (supported: ByteLevel, WordPiece, "
-                      f"{', '.join(SENTENCEPIECE_DECODERS)}, Sequence)")
-
-
-def byte_of_token(token: str) -> int | None:
-    """The byte a ``<0xNN>`` token stands for, parsed as HF does (a 6-byte token, hex digits, a ``+`` sign
-    allowed), else None.
-
-    >>> byte_of_token("<0x0A>"), byte_of_token("<0xa>"), byte_of_token("a")
-    (10, None, None)
-    """
-    m = _BYTE_TOKEN.fullmatch(token)
-    return int(m.group(1), 16) if m else None
-
-
-_BYTE_TOKEN = regex.compile(r"<0x([0-9A-Fa-f]{2}|\+[0-9A-Fa-f])>")
-
-
-def decode_chain(decoder: dict | None, tokens: list[str]) -> list[str]:
-    """Run the SentencePiece-style decoders over token strings, as HF does; the result is joined with "".
-    Without a decoder HF joins tokens with spaces, so that is what this returns.
-
-    >>> decode_chain({"type": "Sequence", "decoders": [{"type": "ByteFallback"},
-    ...     {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always"}, {"type": "Fuse"}]},
-    ...     ["▁hi", "<0x21>", "▁x"])
-    ['hi! x']
-    """
-    if decoder is None:
-        return [" ".join(tokens)]
-    kind = decoder.get("type")
-    if kind == "Sequence":
-        for step in decoder.get("decoders", []):
-            tokens = decode_chain(step, tokens)
-        return tokens
-    if kind == "ByteFallback":  # runs of <0xNN> become their UTF-8 text, or one U+FFFD per byte if invalid
-        out: list[str] = []
-        run: list[int] = []
-        for tok in [*tokens, None]:
-            b = byte_of_token(tok) if tok is not None else None
-            if b is not None:
-                run.append(b)
-                continue
-            if run:
-                try:
-                    out.append(bytes(run).decode("utf-8"))
-                except UnicodeDecodeError:
-                    out.extend(["\ufffd"] * len(run))
-                run = []
-            if tok is not None:
-                out.append(tok)
-        return out
-    if kind == "Fuse":
-        return ["".join(tokens)]
-    if kind == "Replace":
-        pattern = decoder["pattern"]
-        rx = regex.compile(regex.escape(pattern["String"]) if "String" in pattern else pattern["Regex"])
-        return [rx.sub(lambda _: decoder["content"], t) for t in tokens]
-    if kind == "Strip":  # up to `start` leading and `stop` trailing `content` chars off every token
-        c, start, stop = decoder.get("content", " "), int(decoder.get("start", 0)), int(decoder.get("stop", 0))
-        out = []
-        for t in tokens:
-            lead = len(t[:start]) - len(t[:start].lstrip(c))
-            tail = len(t[len(t) - stop:] if stop else "") - len((t[len(t) - stop:] if stop else "").rstrip(c))
-            out.append(t[lead:len(t) - tail] if lead < len(t) - tail else "")
-        return out
-    if kind == "Metaspace":  # replacement → space; the first token loses its replacement chars (the prefix)
-        r = decoder.get("replacement", decoder.get("str_rep", "▁"))
-        scheme = decoder.get("prepend_scheme") or ("always" if decoder.get("add_prefix_space", True) else "never")
-        return [t.replace(r, "" if k == 0 and scheme != "never" else " ") for k, t in enumerate(tokens)]
-    raise FormatError(f"decoder type {kind!r} cannot decode a SentencePiece-style (character-level) model "
-                      f"(supported: {', '.join(SENTENCEPIECE_DECODERS)}, Sequence)")
 
 
 # -------------------------------------------------------------------------------------------- added tokens

@@ -3,7 +3,11 @@ BPE with byte fallback, Unigram).
 
 text ─▶ added tokens cut out (raw text) ─▶ normalizer ─▶ pre-tokenizer ─▶ model (BPE / WordPiece / Unigram) per
      piece ─▶ post-processor (``[CLS] A [SEP]``, BOS/EOS) ─▶ ids.
-ids ─▶ bytes (byte-level BPE) / word pieces (WordPiece) / the decoder chain (``▁`` → space, ``<0xNN>`` → bytes) ─▶ text.
+ids ─▶ token strings ─▶ decoder (GPT-2's byte alphabet → bytes, ``##`` joins, ``▁`` → space, ``<0xNN>`` → bytes)
+     ─▶ text.
+
+The stages are the same for every model: the model is asked through its contract (``model.Model``: ``encode``,
+``tokenize``, ``explain``, ...), never by kind.
 
 Each distinct pre-token is encoded once and cached: natural text repeats its words, so bulk encoding is
 mostly a regex split plus dictionary look-ups.
@@ -13,22 +17,22 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lmforge.errors import ConfigError, InputError
-from lmforge.tokenizers.bpe import GPT2_PATTERN, BPEModel, token_string_to_bytes
+from lmforge.tokenizers import formats, hf_json
+from lmforge.tokenizers.bpe import GPT2_PATTERN
+from lmforge.tokenizers.decoders import Decoder, NoDecoder, decoder_from_hf
+from lmforge.tokenizers.model import Model, Token
 from lmforge.tokenizers.pipeline import (
     AddedToken,
     AddedTokenMatcher,
     ByteLevel,
-    Digits,
     Normalizer,
     PreTokenizer,
-    PreTokenizerSequence,
     Template,
-    byte_of_token,
-    decode_chain,
 )
 
 ROLES = ("bos", "eos", "pad", "unk", "cls", "sep", "mask")
@@ -47,6 +51,8 @@ class _PieceCache(dict):
 
     def __missing__(self, piece: str) -> list[int]:
         ids = self.encode_piece(piece)
+        if len(piece) > _CACHE_MAX_PIECE:
+            return ids
         if len(self) >= _CACHE_LIMIT:
             self.clear()
         self[piece] = ids
@@ -64,22 +70,25 @@ class Tokenizer:
     def __init__(
         self,
         *,
-        kind: str,
-        model: Any,
+        model: Model,
         id_to_token: list[str | None],
         pre_tokenizer: PreTokenizer | None,
         normalizer: Normalizer | None = None,
         post_processor: Template | None = None,
-        decoder: dict | None = None,
+        decoder: Decoder | dict | None = None,
         added_tokens: Sequence[AddedToken] = (),
         roles: dict[str, str] | None = None,
         chat_template: str | None = None,
         hf_extra: dict | None = None,
         split_special_tokens: bool = False,
+        kind: str | None = None,
     ):
-        if kind not in ("bpe", "wordpiece", "unigram"):
+        if kind is not None and kind not in ("bpe", "wordpiece", "unigram"):
             raise ConfigError(f"kind: expected 'bpe', 'wordpiece' or 'unigram', got {kind!r}")
-        self.kind = kind
+        if kind is not None and kind != model.kind:
+            raise ConfigError(f"kind: {kind!r} does not match the model ({type(model).__name__} is {model.kind!r})")
+        if isinstance(decoder, dict):
+            decoder = decoder_from_hf(decoder, "decoder")
         self.model = model
         self.normalizer = normalizer
         self.pre_tokenizer = pre_tokenizer
@@ -94,14 +103,23 @@ class Tokenizer:
         for role, tok in (roles or {}).items():
             if tok is not None and tok in self._token_to_id:
                 self._roles[role] = self._token_to_id[tok]
-        if kind == "wordpiece" and "unk" not in self._roles and getattr(model, "unk_token", None) in self._token_to_id:
-            self._roles["unk"] = self._token_to_id[model.unk_token]
-        self._byte_level = isinstance(model, BPEModel)
-        # SentencePiece style: pieces are unicode strings (CharBPEModel, UnigramModel), decoded by the decoder chain
-        self._char_level = kind in ("bpe", "unigram") and not self._byte_level
-        self._space_marker = _space_marker(decoder) if self._char_level else None
-        self._cache = _PieceCache(self._encode_piece)
-        self._trim_offsets = bool(post_processor and post_processor.trim_offsets)
+        unk = model.id_to_token(model.unk_id) if model.unk_id is not None else None
+        if "unk" not in self._roles and unk in self._token_to_id:  # the model's unk plays the role by default
+            self._roles["unk"] = self._token_to_id[unk]
+        self._model_decoder = model.default_decoder() or NoDecoder()  # when the file names no decoder
+        self._cache = _PieceCache(model.encode)  # piece → ids
+        self._spans: dict[str, list[Token]] = {}  # piece → tokens with spans (offsets only)
+
+    @property
+    def kind(self) -> str:
+        """``"bpe"`` (byte- or character-level), ``"wordpiece"`` or ``"unigram"``: the model's kind."""
+        return self.model.kind
+
+    def clear_cache(self) -> None:
+        """Forget every memo of encoded words (the tokenizer's and the model's): a cold start, e.g. to time."""
+        self._cache.clear()
+        self._spans.clear()
+        self.model.clear_cache()
 
     def _set_added_tokens(self, added_tokens: Iterable[AddedToken]) -> None:
         """Install the added tokens: their ids in the vocabulary and the matchers that find them in text."""
@@ -138,7 +156,7 @@ class Tokenizer:
     def split_special_tokens(self, value: bool) -> None:
         self._split_special_tokens = bool(value)
         self._set_added_tokens(self.added_tokens)
-        self._cache.clear()
+        self.clear_cache()
 
     # --------------------------------------------------------------------------------------- constructors
     @classmethod
@@ -167,60 +185,28 @@ class Tokenizer:
         >>> tok.encode("hi!")
         [256, 33]
         """
-        special_tokens = dict(special_tokens or {})
-        size = max([*vocab.values(), *special_tokens.values()], default=-1) + 1
-        id_to_token: list[str | None] = [None] * size
-        for tok, i in vocab.items():
-            id_to_token[i] = tok
-        token_bytes = _token_bytes_of(id_to_token, set(special_tokens.values()))
-        merge_ids = []
-        for k, (a, b) in enumerate(merges):
-            if a not in vocab or b not in vocab:
-                raise InputError(f"merges[{k}]: ({a!r}, {b!r}) names a token that is not in the vocabulary")
-            merge_ids.append((vocab[a], vocab[b]))
-        model = BPEModel(token_bytes, merge_ids)
-        pre: PreTokenizer = ByteLevel(add_prefix_space=False, pattern=pattern)
-        if individual_digits:
-            pre = PreTokenizerSequence([Digits(True), pre])
-        added = [AddedToken(t, i) for t, i in sorted(special_tokens.items(), key=lambda kv: kv[1])]
-        post = None
-        if add_bos or add_eos:
-            ends = [t for t, flag in ((bos_token, add_bos), (eos_token, add_eos)) if flag]
-            if None in ends:
-                raise ConfigError("add_bos/add_eos need bos_token/eos_token")
-            ids = {}
-            for t in ends:
-                if t not in vocab and t not in special_tokens:
-                    raise InputError(f"special token {t!r} is not in the vocabulary")
-                ids[t] = [special_tokens.get(t, vocab.get(t))]
-            single = ([(bos_token, 0)] if add_bos else []) + [("A", 0)] + ([(eos_token, 0)] if add_eos else [])
-            pair = single + [(("B" if x == "A" else x), 1) for x, _ in single]
-            post = Template(single, pair, ids, trim_offsets=True)
-        roles = {"bos": bos_token, "eos": eos_token, "pad": pad_token}
-        return cls(kind="bpe", model=model, id_to_token=id_to_token, pre_tokenizer=pre, post_processor=post,
-                   decoder={"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
-                   added_tokens=added, roles=roles)
+        return cls(**hf_json.byte_level_bpe_stages(
+            vocab, merges, pattern=pattern, special_tokens=special_tokens, bos_token=bos_token, eos_token=eos_token,
+            pad_token=pad_token, add_bos=add_bos, add_eos=add_eos, individual_digits=individual_digits))
 
     @classmethod
     def from_hf_json(cls, obj: dict, *, where: str = "tokenizer.json") -> Tokenizer:
         """Build from the content of a Hugging Face ``tokenizer.json`` (a dict)."""
-        from lmforge.tokenizers.formats import tokenizer_from_hf_json
+        if not isinstance(obj, dict):
+            from lmforge.errors import FormatError
 
-        return tokenizer_from_hf_json(obj, where=where)
+            raise FormatError(f"{where}: expected a JSON object")
+        return cls(**hf_json.stages_from_hf(obj, where=where))
 
     def to_hf_json(self) -> dict:
         """The content of a Hugging Face ``tokenizer.json`` for this tokenizer."""
-        from lmforge.tokenizers.formats import tokenizer_to_hf_json
-
-        return tokenizer_to_hf_json(self)
+        return hf_json.tokenizer_to_hf_json(self)
 
     def save(self, path, format: str = "lmforge") -> None:
         """Write atomically. ``lmforge``: one JSON file (a folder gets ``tokenizer.lmforge.json``); ``hf``: a folder
         with ``tokenizer.json`` + ``tokenizer_config.json`` (or just the file if ``path`` ends in ``.json``);
         ``gpt2``: ``vocab.json`` + ``merges.txt``; ``bert``: ``vocab.txt`` (+ ``tokenizer_config.json``)."""
-        from lmforge.tokenizers.formats import save_tokenizer
-
-        save_tokenizer(self, path, format)
+        formats.save_tokenizer(self, path, format)
 
     # ----------------------------------------------------------------------------------------- vocabulary
     @property
@@ -233,6 +219,10 @@ class Tokenizer:
 
     def get_vocab(self) -> dict[str, int]:
         return dict(self._token_to_id)
+
+    def id_to_token_list(self) -> list[str | None]:
+        """Every id's token string, in id order (None for an id assigned to nothing)."""
+        return list(self._id_to_token)
 
     def token_to_id(self, token: str) -> int | None:
         return self._token_to_id.get(token)
@@ -250,21 +240,11 @@ class Tokenizer:
         added = self._added_by_id.get(id)
         if added is not None:
             return added.content.encode("utf-8")
-        if self._byte_level:
-            b = self.model.token_bytes[id] if id < len(self.model.token_bytes) else None
-            if b is None:
-                raise InputError(f"id {id} is not assigned to any token")
-            return b
-        tok = self.id_to_token(id)
-        if self._char_level:
-            b = byte_of_token(tok)
-            if b is not None:
-                return bytes([b])
-            return (tok.replace(self._space_marker, " ") if self._space_marker else tok).encode("utf-8")
-        prefix = self.model.continuing_subword_prefix
-        if prefix and tok.startswith(prefix):
-            return tok[len(prefix):].encode("utf-8")
-        return tok.encode("utf-8")
+        return self._decoding().token_bytes(self.id_to_token(id))
+
+    def _decoding(self) -> Decoder:
+        """The decoder in use: the file's, else the model's own (HF with none joins tokens with spaces)."""
+        return self.decoder if self.decoder is not None else self._model_decoder
 
     def _check_id(self, id: int) -> int:
         if not isinstance(id, int) or isinstance(id, bool):
@@ -302,7 +282,7 @@ class Tokenizer:
                 self._added_by_id[i] = added[-1]
             ids.append(i)
         self._set_added_tokens(added)
-        self._cache.clear()
+        self.clear_cache()
         return ids
 
     def _role_id(self, role: str) -> int | None:
@@ -323,48 +303,33 @@ class Tokenizer:
         return {r: self._id_to_token[i] for r, i in self._roles.items()}
 
     # ------------------------------------------------------------------------------------------- encoding
-    def _encode_piece(self, piece: str) -> list[int]:
-        if self._byte_level:
-            try:
-                data = piece.encode("utf-8")
-            except UnicodeEncodeError as e:
-                raise InputError(
-                    f"text holds {piece[e.start]!r} (U+{ord(piece[e.start]):04X}), a lone surrogate that cannot be "
-                    "UTF-8 encoded; expected valid Unicode text") from None
-            return self.model.encode_word(data)
-        if self._char_level:
-            _check_encodable(piece)
-            return self.model.encode_word(piece)
-        vocab = self._token_to_id
-        return [vocab[p] for p, _, _ in self.model.tokenize_word(piece)]
-
-    def _segments(self, text: str) -> list[tuple[int, int, int | None]]:
-        return self._raw_matcher.split(text)
-
     def _encode_ids(self, text: str) -> list[int]:
-        """Ids of one text (no post-processing): the fast path, no offsets."""
+        """Ids of one text (no post-processing): the readable reference path, no offsets."""
         if not isinstance(text, str):
             raise InputError(f"text must be a str, got {type(text).__name__}")
         ids: list[int] = []
         get = self._cache.__getitem__
-        for s, e, added in self._segments(text):
+        pre = self.pre_tokenizer
+        plain = self.normalizer is None and self._norm_matcher is None and pre is not None
+        for s, e, added in self._raw_matcher.split(text):
             if added is not None:
                 ids.append(added)
-                continue
-            seg = text[s:e]
-            if self.normalizer is None and self._norm_matcher is None and not self._char_level:
-                ids.extend(itertools.chain.from_iterable(map(get, self.pre_tokenizer.split_strings(seg))))
+            elif plain:
+                ids.extend(itertools.chain.from_iterable(map(get, pre.split_strings(text[s:e], s == 0))))
             else:
-                self._encode_normalized(seg, s, ids, None)
+                self._encode_normalized(text[s:e], s, ids, None)
         return ids
 
-    def _pre_split(self, text: str, at_start: bool) -> list[tuple[str, int, int]]:
-        """The pre-tokenizer's pieces; without one (Llama 2's files) the whole text is one piece."""
+    def _pre_split(self, text: str, at_start: bool) -> list[tuple[str, int, int, list[int] | None]]:
+        """The pre-tokenizer's pieces (with char positions where it also normalises); without one (Llama 2's
+        files) the whole text is one piece."""
         if self.pre_tokenizer is None:
-            return [(text, 0, len(text))] if text else []
-        return self.pre_tokenizer.split_at(text, at_start)
+            return [(text, 0, len(text), None)] if text else []
+        return self.pre_tokenizer.split_aligned(text, at_start)
 
     def _encode_normalized(self, seg: str, base: int, ids: list[int], offsets: list | None) -> None:
+        """Normalize ``seg`` (at ``base`` in the text), cut out normalized added tokens, pre-tokenize, encode;
+        with ``offsets`` also the char span of every token in the original text."""
         norm, align = self.normalizer(seg, None) if self.normalizer is not None else (seg, None)
         parts = self._norm_matcher.split(norm) if self._norm_matcher else [(0, len(norm), None)]
         for s, e, added in parts:
@@ -373,57 +338,45 @@ class Tokenizer:
                 if offsets is not None:
                     offsets.append(_span(align, s, e, base, len(seg)))
                 continue
-            if offsets is not None and not self._byte_level and hasattr(self.pre_tokenizer, "split_aligned"):
-                # BERT's basic tokenizer: map each piece through the original index of every char of its word
-                for word, positions in self.pre_tokenizer.split_aligned(norm[s:e]):
-                    ids.extend(self._cache[word])
-                    for _, ls, le in self.model.tokenize_word(word):
-                        a, b = s + positions[ls], s + positions[le - 1] + 1
-                        offsets.append(_span(align, a, b, base, len(seg)))
-                continue
-            for piece, ps, pe in self._pre_split(norm[s:e], at_start=base == 0 and s == 0):
-                self._append_piece(piece, s + ps, s + pe, align, base, len(seg), ids, offsets)
+            for piece, ps, pe, positions in self._pre_split(norm[s:e], at_start=base == 0 and s == 0):
+                ids.extend(self._cache[piece])
+                if offsets is None:
+                    continue
+                for t in self._tokens(piece):
+                    if positions is not None:  # the pre-tokenizer normalised too: each char's place in norm[s:e]
+                        a = positions[t.start] if t.start < len(positions) else pe
+                        b = positions[t.end - 1] + 1 if t.end > t.start else a
+                        ts, te = s + a, s + b
+                    else:
+                        ts, te = _shift(t.start, t.end, len(piece) - (pe - ps))
+                        ts, te = s + ps + ts, s + ps + te
+                    offsets.append(_span(align, ts, te, base, len(seg)))
 
-    def _append_piece(self, piece, ps, pe, align, base, seg_len, ids, offsets) -> None:
-        if self._char_level and len(piece) > _CACHE_MAX_PIECE:
-            piece_ids = self._encode_piece(piece)
-        else:
-            piece_ids = self._cache[piece]
-        ids.extend(piece_ids)
-        if offsets is None:
-            return
-        if self._byte_level or self._char_level:
-            if self._byte_level:
-                local = _byte_token_offsets(piece, [len(self.model.token_bytes[i] or b"") if i < len(
-                    self.model.token_bytes) else 1 for i in piece_ids])
-            elif self.kind == "bpe":
-                local = _byte_token_offsets(piece, self.model.encode_with_lengths(piece)[1])
-            else:
-                local = [(s, e) for _, s, e in self.model.tokenize(piece)]
-            inserted = len(piece) - (pe - ps)  # a prefix space / ▁ the pre-tokenizer added: it shares the span
-            if inserted > 0:                  # of the first real char, as in HF
-                local = [(max(0, s - inserted), max(0, e - 1 - inserted) + 1) if e > s else (s, e)
-                         for s, e in local]
-        else:
-            local = [(s, e) for _, s, e in self.model.tokenize_word(piece)]
-            if pe - ps != len(piece):  # normalization changed the word's length: clamp into the span
-                local = [(min(s, pe - ps), min(e, pe - ps)) for s, e in local]
-        for s, e in local:
-            offsets.append(_span(align, ps + s, ps + e, base, seg_len))
+    def _tokens(self, piece: str) -> list[Token]:
+        """The model's tokens of one piece with their spans, memoised like the ids."""
+        tokens = self._spans.get(piece)
+        if tokens is None:
+            tokens = self.model.tokenize(piece)
+            if len(piece) <= _CACHE_MAX_PIECE:
+                if len(self._spans) >= _CACHE_LIMIT:
+                    self._spans.clear()
+                self._spans[piece] = tokens
+        return tokens
 
     def _encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         if not isinstance(text, str):
             raise InputError(f"text must be a str, got {type(text).__name__}")
         ids: list[int] = []
         offsets: list[tuple[int, int]] = []
-        for s, e, added in self._segments(text):
+        for s, e, added in self._raw_matcher.split(text):
             if added is not None:
                 ids.append(added)
                 offsets.append((s, e))
                 continue
             self._encode_normalized(text[s:e], s, ids, offsets)
-        if self._trim_offsets and self._byte_level:
-            prefix_space = bool((self.post_processor.raw or {}).get("add_prefix_space", False))
+        post = self.post_processor
+        if post is not None and post.trim_offsets:
+            prefix_space = bool((post.raw or {}).get("add_prefix_space", False))
             offsets = [_trim(self._id_to_token[i] or "", s, e, k == 0 or s == 0, prefix_space)
                        for k, (i, (s, e)) in enumerate(zip(ids, offsets, strict=True))]
         return ids, offsets
@@ -442,21 +395,66 @@ class Tokenizer:
         return a + (b or [])
 
     def _encode_long(self, text: str) -> list[int]:
-        if isinstance(text, str) and len(text) >= 100_000 and self._byte_level:
-            from lmforge.tokenizers.fast import encode_document
-
-            return encode_document(self, text)
+        if isinstance(text, str) and len(text) >= 100_000:
+            return self._encode_document(text)
         return self._encode_ids(text)
+
+    def _encode_document(self, text: str) -> list[int]:
+        """``_encode_ids(text)`` through the fast path where it applies: the model's compiled split + encode
+        (GPT-2 / cl100k patterns), or the split here with every new piece encoded in one batch."""
+        if not isinstance(text, str):
+            raise InputError(f"text must be a str, got {type(text).__name__}")
+        pre = self.pre_tokenizer
+        if self.normalizer is not None or self._norm_matcher is not None or pre is None:
+            return self._encode_ids(text)
+        segments = self._raw_matcher.split(text)
+        mode = _compiled_split_mode(pre)
+        if mode is not None:
+            ids: list[int] = []
+            for s, e, added in segments:
+                if added is not None:
+                    ids.append(added)
+                    continue
+                seg = text[s:e]
+                if pre.add_prefix_space and not seg.startswith(" "):
+                    seg = " " + seg
+                part = self.model.encode_text(seg, mode)
+                if part is None:  # no compiled path for this model / text: the reference
+                    return self._encode_ids(text)
+                ids.extend(part)
+            return ids
+        pieces = [pre.split_strings(text[s:e], s == 0) if added is None else added for s, e, added in segments]
+        cache = self._cache
+        missing = list({p for seg in pieces if not isinstance(seg, int) for p in seg
+                        if len(p) <= _CACHE_MAX_PIECE}.difference(cache.keys()))
+        if missing:
+            if len(cache) + len(missing) > _CACHE_LIMIT:
+                cache.clear()
+            cache.update(zip(missing, self.model.encode_many_words(missing), strict=True))
+        get = cache.__getitem__
+        ids = []
+        for seg in pieces:
+            if isinstance(seg, int):
+                ids.append(seg)
+            else:
+                ids.extend(itertools.chain.from_iterable(map(get, seg)))
+        return ids
 
     def encode_many(self, texts: Iterable[str], *, add_special_tokens: bool = False,
                     num_workers: int | None = None) -> list[list[int]]:
         """Encode many documents: ids identical to ``encode``, computed by the fast path (numba where it
         applies, and ``num_workers`` processes for large inputs; default: all cores when that pays off)."""
-        if self._char_level:  # SentencePiece-style models have no compiled path: one by one
-            return [self.encode(t, add_special_tokens=add_special_tokens) for t in texts]
-        from lmforge.tokenizers.fast import encode_many
+        from lmforge.tokenizers import fast
 
-        return encode_many(self, list(texts), add_special_tokens=add_special_tokens, num_workers=num_workers)
+        texts = list(texts)
+        workers = fast.default_workers(texts) if num_workers is None else num_workers
+        if workers > 1 and len(texts) > 1:
+            rows = fast.encode_in_processes(self._encode_document, texts, workers)
+        else:
+            rows = [self._encode_document(t) for t in texts]
+        if add_special_tokens and self.post_processor is not None:
+            rows = [self.post_processor.apply(r, None, lambda t, i: i)[0] for r in rows]
+        return rows
 
     def encode_batch(
         self,
@@ -554,17 +552,7 @@ class Tokenizer:
         ids = [self._check_id(i) for i in ids]
         if skip_special_tokens:
             ids = [i for i in ids if not (i in self._added_by_id and self._added_by_id[i].special)]
-        if self._byte_level:
-            return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", errors="replace")
-        if self._char_level:
-            return "".join(decode_chain(self.decoder, [self.id_to_token(i) for i in ids]))
-        from lmforge.tokenizers.wordpiece import decode_wordpiece
-
-        cleanup = True
-        for d in _decoder_steps(self.decoder):
-            if d.get("type") == "WordPiece":
-                cleanup = d.get("cleanup", True)
-        return decode_wordpiece([self.id_to_token(i) for i in ids], self.model.continuing_subword_prefix, cleanup)
+        return self._decoding().decode([self.id_to_token(i) for i in ids])
 
     # ------------------------------------------------------------------------------------------- explain
     def explain(self, text: str) -> list[dict[str, Any]]:
@@ -579,36 +567,19 @@ class Tokenizer:
         [('h', 'i', 'hi')]
         """
         records = []
-        for s, e, added in self._segments(text):
+        for s, e, added in self._raw_matcher.split(text):
             if added is not None:
                 records.append({"word": text[s:e], "start": s, "end": e, "pieces": [self._id_to_token[added]],
                                 "ids": [added], "special": True, "merges": []})
                 continue
             seg = text[s:e]
-            if self.normalizer is not None:
-                norm, align = self.normalizer(seg, None)
-            else:
-                norm, align = seg, None
-            for piece, ps, pe in self._pre_split(norm, at_start=s == 0):
+            norm, align = self.normalizer(seg, None) if self.normalizer is not None else (seg, None)
+            for piece, ps, pe, _ in self._pre_split(norm, at_start=s == 0):
                 piece_ids = self._cache[piece]
                 start, end = _span(align, ps, pe, s, len(seg))
-                record = {"word": piece, "start": start, "end": end,
-                          "pieces": [self._id_to_token[i] for i in piece_ids], "ids": list(piece_ids),
-                          "special": False}
-                if self._byte_level:
-                    steps = self.model.explain_word(piece.encode("utf-8", errors="surrogatepass"))
-                    record["merges"] = [(self._id_to_token[a], self._id_to_token[b], self._id_to_token[n])
-                                        for _, a, b, n in steps]
-                elif self.kind == "bpe":  # character-level BPE
-                    record["merges"] = [(self._id_to_token[a], self._id_to_token[b], self._id_to_token[n])
-                                        for _, a, b, n in self.model.explain_word(piece)]
-                elif self.kind == "unigram":
-                    record["merges"] = []
-                    record["scores"] = self.model.explain_word(piece)
-                else:
-                    record["merges"] = []
-                    record["steps"] = self.model.explain_word(piece)
-                records.append(record)
+                records.append({"word": piece, "start": start, "end": end,
+                                "pieces": [self._id_to_token[i] for i in piece_ids], "ids": list(piece_ids),
+                                "special": False, **self.model.explain(piece)})
         return records
 
     def __repr__(self) -> str:
@@ -640,72 +611,36 @@ for _role in ROLES:
 
 
 # ------------------------------------------------------------------------------------------------- helpers
-def _check_encodable(piece: str) -> None:
-    """Lone surrogates cannot be UTF-8 (nor reach HF): refuse them clearly."""
-    try:
-        piece.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise InputError(f"text holds {piece[e.start]!r} (U+{ord(piece[e.start]):04X}), a lone surrogate that cannot "
-                         "be UTF-8 encoded; expected valid Unicode text") from None
+def load_tokenizer(path: str | os.PathLike, *, pattern: str | None = None,
+                   special_tokens: dict[str, int] | None = None) -> Tokenizer:
+    """Load a tokenizer file or folder, format detected.
 
-
-def _space_marker(decoder: dict | None) -> str | None:
-    """The character a SentencePiece-style decoder turns into a space (``▁``), or None.
-
-    >>> _space_marker({"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"},
-    ...                                                  "content": " "}]})
-    '▁'
+    In a folder the precedence is lmforge JSON (``tokenizer.lmforge.json``), ``tokenizer.json``,
+    ``vocab.json`` + ``merges.txt``, ``vocab.txt``. A ``.tiktoken`` file gets the GPT-2 pattern and
+    ``<|endoftext|>`` = number of ranks unless ``pattern`` / ``special_tokens`` say otherwise.
     """
-    for d in _decoder_steps(decoder):
-        if d.get("type") == "Metaspace":
-            return d.get("replacement", d.get("str_rep", "▁"))
-        if d.get("type") == "Replace" and d.get("content") == " " and "String" in d.get("pattern", {}):
-            return d["pattern"]["String"]
-    return None
+    return Tokenizer(**formats.read_tokenizer(path, pattern=pattern, special_tokens=special_tokens))
 
 
-def _token_bytes_of(id_to_token: list[str | None], skip_ids: set[int]) -> list[bytes | None]:
-    """GPT-2-alphabet token strings → byte strings (None for tokens outside that alphabet or ids in ``skip_ids``).
+def _compiled_split_mode(pre: PreTokenizer) -> int | None:
+    """The compiled splitter for a plain GPT-2 / cl100k ``ByteLevel`` pre-tokenizer (0 / 1), else None."""
+    if type(pre) is not ByteLevel or not pre.use_regex:
+        return None
+    from lmforge.tokenizers.fast import compiled_split_mode
 
-    >>> _token_bytes_of(["Ġa", "<s>", "中"], {1})
-    [b' a', None, None]
+    return compiled_split_mode(pre.pattern)
+
+
+def _shift(s: int, e: int, inserted: int) -> tuple[int, int]:
+    """A token span in a piece the pre-tokenizer grew by ``inserted`` leading chars (a prefix space or ``▁``)
+    as a span of the text: the inserted chars share the span of the first real char, as in HF.
+
+    >>> _shift(0, 3, 1), _shift(0, 1, 1), _shift(2, 4, 0)
+    ((0, 2), (0, 1), (2, 4))
     """
-    out: list[bytes | None] = []
-    for i, tok in enumerate(id_to_token):
-        if tok is None or i in skip_ids:
-            out.append(None)
-            continue
-        try:
-            out.append(token_string_to_bytes(tok))
-        except KeyError:
-            out.append(None)
-    return out
-
-
-def _byte_token_offsets(piece: str, byte_lengths: list[int]) -> list[tuple[int, int]]:
-    """Char spans of consecutive tokens of ``piece`` given their byte lengths; a token that ends inside a
-    multi-byte character covers that whole character (as HF does).
-
-    >>> _byte_token_offsets("héllo", [1, 2, 3])
-    [(0, 1), (1, 2), (2, 5)]
-    """
-    if len(piece) == sum(byte_lengths):  # ASCII: bytes are chars
-        out, pos = [], 0
-        for n in byte_lengths:
-            out.append((pos, pos + n))
-            pos += n
-        return out
-    char_of_byte = []
-    for ci, c in enumerate(piece):
-        char_of_byte.extend([ci] * len(c.encode("utf-8", errors="surrogatepass")))
-    out, pos = [], 0
-    for n in byte_lengths:
-        if n == 0 or pos >= len(char_of_byte):
-            out.append((len(piece), len(piece)))
-            continue
-        out.append((char_of_byte[pos], char_of_byte[min(pos + n, len(char_of_byte)) - 1] + 1))
-        pos += n
-    return out
+    if inserted > 0 and e > s:
+        return max(0, s - inserted), max(0, e - 1 - inserted) + 1
+    return s, e
 
 
 def _span(align: list[int] | None, s: int, e: int, base: int, seg_len: int) -> tuple[int, int]:
@@ -752,11 +687,3 @@ def _longest_first(na: int, nb: int | None, budget: int) -> tuple[int, int | Non
         return na, min(nb, budget - na)
     nb = min(nb, budget // 2)
     return min(na, budget - nb), nb
-
-
-def _decoder_steps(decoder: dict | None) -> list[dict]:
-    if decoder is None:
-        return []
-    if decoder.get("type") == "Sequence":
-        return [s for d in decoder.get("decoders", []) for s in _decoder_steps(d)]
-    return [decoder]

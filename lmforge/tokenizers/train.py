@@ -13,7 +13,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from lmforge.errors import ConfigError, InputError
-from lmforge.tokenizers.bpe import GPT2_PATTERN, BPEModel, bytes_to_token_string
+from lmforge.tokenizers.bpe import GPT2_PATTERN, BPEModel, bytes_to_token_string, train_bpe
+from lmforge.tokenizers.hf_json import BYTE_LEVEL_DECODER
 from lmforge.tokenizers.pipeline import (
     AddedToken,
     BertNormalizer,
@@ -128,9 +129,12 @@ def train_tokenizer(
     num_merges = vocab_size - 256 - len(special_tokens)
     bar, update = _progress(num_merges, show_progress, "BPE merges")
     try:
-        from lmforge.tokenizers.fast import train_bpe_fast
+        from lmforge.tokenizers import fast
 
-        merges = train_bpe_fast(word_counts, num_merges, min_frequency=min_frequency, progress=update)
+        if fast.numba is not None:
+            merges = fast.train_bpe_fast(word_counts, num_merges, min_frequency=min_frequency, progress=update)
+        else:  # numba is a core dependency; keep the pure-Python path working without it
+            merges = train_bpe(word_counts, num_merges, min_frequency=min_frequency, progress=update)
     finally:
         if bar is not None:
             bar.close()
@@ -145,8 +149,7 @@ def train_tokenizer(
         token_bytes.append(None)
         added.append(AddedToken(t, first_special + k))
     model = BPEModel(token_bytes, merges)
-    return Tokenizer(kind="bpe", model=model, id_to_token=id_to_token, pre_tokenizer=pre,
-                     decoder={"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+    return Tokenizer(model=model, id_to_token=id_to_token, pre_tokenizer=pre, decoder=BYTE_LEVEL_DECODER,
                      added_tokens=added, roles=roles_for(special_tokens))
 
 
@@ -172,7 +175,7 @@ def count_pretokens(texts: Iterable[str], pre) -> dict[bytes, int]:
 
 
 def _train_wordpiece(texts, files, vocab_size, min_frequency, special_tokens, show_progress) -> Tokenizer:
-    from lmforge.tokenizers.wordpiece import WordPiece, train_wordpiece
+    from lmforge.tokenizers.wordpiece import WordPieceModel, train_wordpiece
 
     norm = BertNormalizer()
     pre = BertPreTokenizer(norm)
@@ -197,6 +200,6 @@ def _train_wordpiece(texts, files, vocab_size, min_frequency, special_tokens, sh
         post = Template([(c, 0), ("A", 0), (s, 0)], [(c, 0), ("A", 0), (s, 0), ("B", 1), (s, 1)],
                         {c: [vocab[c]], s: [vocab[s]]})
     added = [AddedToken(t, vocab[t]) for t in special_tokens]
-    return Tokenizer(kind="wordpiece", model=WordPiece(vocab, unk_token=unk), id_to_token=id_to_token,
+    return Tokenizer(model=WordPieceModel(vocab, unk_token=unk), id_to_token=id_to_token,
                      pre_tokenizer=pre, post_processor=post,
                      decoder={"type": "WordPiece", "prefix": "##", "cleanup": True}, added_tokens=added, roles=roles)

@@ -13,12 +13,14 @@ load its ``tokenizer.json``.
 from __future__ import annotations
 
 from lmforge.errors import InputError
-from lmforge.tokenizers.bpe import byte_token
+from lmforge.tokenizers.alphabet import byte_token
+from lmforge.tokenizers.bpe import check_encodable
+from lmforge.tokenizers.model import BaseModel, Token
 
 UNK_PENALTY = 10.0  # an unknown char scores this far below the least likely piece
 
 
-class UnigramModel:
+class UnigramModel(BaseModel):
     """Pieces with log-probabilities; ``encode_word`` runs Viterbi.
 
     ``pieces[id] = (piece, score)``. The piece look-up is a dict plus the set of every piece prefix, so the scan
@@ -86,13 +88,19 @@ class UnigramModel:
         spans.reverse()
         return spans
 
-    def tokenize(self, word: str) -> list[tuple[int, int, int]]:
-        """``(id, start, end)`` per token: Viterbi pieces; an unknown run becomes its bytes (all sharing the run's
-        span) when ``byte_fallback`` finds them all, else ``unk_id``.
+    kind = "unigram"
+
+    def tokenize(self, word: str) -> list[Token]:
+        """``Token(id, start, end)`` per token: Viterbi pieces; an unknown run becomes its bytes (all sharing the
+        run's span) when ``byte_fallback`` finds them all, else ``unk_id``.
 
         >>> UnigramModel([("<unk>", 0.0), ("a", -1.0)], unk_id=0).tokenize("aé")
-        [(1, 0, 1), (0, 1, 2)]
+        [Token(id=1, start=0, end=1), Token(id=0, start=1, end=2)]
         """
+        return [Token(*t) for t in self._spans(word)]
+
+    def _spans(self, word: str) -> list[tuple[int, int, int]]:
+        """``tokenize`` as plain ``(id, start, end)`` tuples (the encode path makes no ``Token`` objects)."""
         out = []
         for start, end, i in self.viterbi(word):
             if i is not None:
@@ -112,7 +120,7 @@ class UnigramModel:
         return out
 
     def encode_word(self, word: str) -> list[int]:
-        return [i for i, _, _ in self.tokenize(word)]
+        return [i for i, _, _ in self._spans(word)]
 
     def explain_word(self, word: str) -> list[tuple[str, float]]:
         """The Viterbi pieces with their scores (an unknown run scores the unknown penalty per char)."""
@@ -123,3 +131,27 @@ class UnigramModel:
             else:
                 out.append(self.pieces[i])
         return out
+
+    # ------------------------------------------------------------------------------------ the Model contract
+    def encode(self, word: str) -> list[int]:
+        check_encodable(word)
+        return [i for i, _, _ in self._spans(word)]
+
+    def explain(self, word: str) -> dict:
+        """``{"merges": [], "scores": [(piece, log-probability), ...]}``: the Viterbi pieces."""
+        return {"merges": [], "scores": self.explain_word(word)}
+
+    def id_to_token(self, id: int) -> str | None:
+        return self.pieces[id][0] if 0 <= id < len(self.pieces) else None
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.piece_to_id.get(token)
+
+    def to_hf(self, vocab: dict[str, int], unk_token: str | None) -> dict:
+        return {"type": "Unigram", "unk_id": self.unk_id, "vocab": [list(p) for p in self.pieces],
+                "byte_fallback": self.byte_fallback}
+
+    def lmforge_fields(self, hf_model: dict) -> dict:
+        fields = {k: v for k, v in hf_model.items() if k != "type"}
+        fields["scores"] = [score for _, score in fields.pop("vocab")]
+        return fields

@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["bpe", "pipeline", "tokenizer", "formats", "train", "fast", "unigram"]
+MODULES = ["bpe", "pipeline", "tokenizer", "formats", "train", "fast", "unigram", "alphabet", "decoders", "hf_json",
+           "bert_normalizer", "wordpiece"]
 
 
 @pytest.mark.parametrize("name", MODULES)

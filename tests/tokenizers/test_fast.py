@@ -16,7 +16,6 @@ from lmforge.tokenizers.fast import (
     FastBPE,
     char_classes,
     count_pretokens_compiled,
-    encode_document,
     train_bpe_fast,
 )
 from lmforge.tokenizers.pipeline import ByteLevel
@@ -81,7 +80,7 @@ def test_char_classes_follow_the_regex_module():
 
 def test_bulk_encoding_equals_reference_on_corpus(gpt2_style):
     lines = list(iter_lines())
-    assert [encode_document(gpt2_style, t) for t in lines] == [gpt2_style._encode_ids(t) for t in lines]
+    assert [gpt2_style._encode_document(t) for t in lines] == [gpt2_style._encode_ids(t) for t in lines]
     docs = builtin_documents()
     assert gpt2_style.encode_many(docs) == [gpt2_style._encode_ids(d) for d in docs]
     whole = "<|endoftext|>".join(docs)  # long: encode() itself takes the compiled path
@@ -96,10 +95,10 @@ def cl100k_style():
 @settings(max_examples=800, deadline=None)
 @given(TRICKY)
 def test_bulk_encoding_equals_reference_on_generated_text(gpt2_style, cl100k_style, text):
-    assert encode_document(gpt2_style, text) == gpt2_style._encode_ids(text)
-    assert encode_document(gpt2_style, text + "<|endoftext|>" + text) == gpt2_style._encode_ids(
+    assert gpt2_style._encode_document(text) == gpt2_style._encode_ids(text)
+    assert gpt2_style._encode_document(text + "<|endoftext|>" + text) == gpt2_style._encode_ids(
         text + "<|endoftext|>" + text)
-    assert encode_document(cl100k_style, text) == cl100k_style._encode_ids(text)
+    assert cl100k_style._encode_document(text) == cl100k_style._encode_ids(text)
 
 
 def test_bulk_encoding_with_prefix_space_and_other_patterns(gpt2_style):
