@@ -121,7 +121,7 @@ def embed(
     """Sentence embeddings ``(N, D)`` (float32) of ``texts``, in input order.
 
     ``model.encode(input_ids, attention_mask, token_type_ids)`` must return hidden states ``(B, T, D)``.
-    ``config`` defaults to mean pooling, no normalisation, truncation at the model's ``max_positions``.
+    ``config`` defaults to mean pooling, no normalisation, truncation at the model's ``block_size``.
     """
     import torch
 
@@ -129,13 +129,13 @@ def embed(
         raise InputError("embed: texts must be a list of strings, got a single string (wrap it in a list)")
     texts = list(texts)
     if not texts:
-        return np.zeros((0, model.config.d_model), dtype=np.float32)
+        return np.zeros((0, model.config.n_embd), dtype=np.float32)
     if batch_size < 1:
         raise ConfigError(f"embed: batch_size must be >= 1, got {batch_size}")
     config = config or SentenceConfig()
-    max_length = min(config.max_seq_length or model.config.max_positions, model.config.max_positions)
+    max_length = min(config.max_seq_length or model.config.block_size, model.config.block_size)
     tokens = tokenize_sorted(tokenizer, texts, max_length)
-    out = np.empty((len(texts), model.config.d_model * len(config.pooling)), dtype=np.float32)
+    out = np.empty((len(texts), model.config.n_embd * len(config.pooling)), dtype=np.float32)
     was_training = model.training
     model.eval()
     starts = range(0, len(texts), batch_size)

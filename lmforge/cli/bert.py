@@ -155,8 +155,8 @@ def register_train_bert(kinds: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
-    for name, kind, help_text in (("d_model", int, "model width"), ("n_layers", int, "encoder blocks"),
-                                  ("n_heads", int, "attention heads"), ("d_ff", int, "feed-forward width"),
+    for name, kind, help_text in (("n_embd", int, "model width"), ("n_layer", int, "encoder blocks"),
+                                  ("n_head", int, "attention heads"), ("ffn_hidden", int, "feed-forward width"),
                                   ("dropout", float, "dropout probability")):
         p.add_argument("--" + name.replace("_", "-"), dest="model_" + name, type=kind, default=None, help=help_text)
     _add_options(p.add_argument_group("training"), TRAIN_OPTIONS)
@@ -273,7 +273,7 @@ def run_fill_mask(args: argparse.Namespace) -> int:
         positions = [i for i, t in enumerate(ids) if t == mask_id]
         if not positions:
             raise InputError(f"no {mask_text} in {text!r}: write {mask_text} where a word should be predicted")
-        ids = ids[: lm.model.config.max_positions]
+        ids = ids[: lm.model.config.block_size]
         with torch.inference_mode():
             probs = lm.model(torch.tensor([ids])).softmax(-1)[0]  # (T, V)
         print(text)

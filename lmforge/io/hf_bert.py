@@ -99,7 +99,7 @@ def config_from_hf(hf: dict, source: str = "config.json") -> BertConfig:
     """Map an HF BERT ``config.json`` (as a dict) to :class:`BertConfig`.
 
     >>> config_from_hf({"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
-    ...                 "intermediate_size": 16, "vocab_size": 10}).d_head
+    ...                 "intermediate_size": 16, "vocab_size": 10}).head_dim
     4
     """
     if hf.get("model_type", "bert") != "bert":
@@ -123,14 +123,14 @@ def config_from_hf(hf: dict, source: str = "config.json") -> BertConfig:
     try:
         return BertConfig(
             vocab_size=int(hf["vocab_size"]),
-            d_model=int(hf["hidden_size"]),
-            n_layers=int(hf["num_hidden_layers"]),
-            n_heads=int(hf["num_attention_heads"]),
-            d_ff=int(hf["intermediate_size"]),
-            max_positions=int(hf.get("max_position_embeddings", 512)),
+            n_embd=int(hf["hidden_size"]),
+            n_layer=int(hf["num_hidden_layers"]),
+            n_head=int(hf["num_attention_heads"]),
+            ffn_hidden=int(hf["intermediate_size"]),
+            block_size=int(hf.get("max_position_embeddings", 512)),
             type_vocab_size=int(hf.get("type_vocab_size", 2)),
-            layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
-            activation=act,
+            norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
+            mlp=act,
             dropout=float(hf.get("hidden_dropout_prob", 0.1)),
             pad_token_id=int(hf.get("pad_token_id") or 0),
             head=head,
@@ -152,14 +152,14 @@ def config_to_hf(cfg: BertConfig) -> dict:
         "architectures": [HEAD_TO_ARCHITECTURE[cfg.head]],
         "model_type": "bert",
         "vocab_size": cfg.vocab_size,
-        "hidden_size": cfg.d_model,
-        "num_hidden_layers": cfg.n_layers,
-        "num_attention_heads": cfg.n_heads,
-        "intermediate_size": cfg.d_ff,
-        "max_position_embeddings": cfg.max_positions,
+        "hidden_size": cfg.n_embd,
+        "num_hidden_layers": cfg.n_layer,
+        "num_attention_heads": cfg.n_head,
+        "intermediate_size": cfg.ffn_hidden,
+        "max_position_embeddings": cfg.block_size,
         "type_vocab_size": cfg.type_vocab_size,
-        "layer_norm_eps": cfg.layer_norm_eps,
-        "hidden_act": {"gelu": "gelu", "gelu_tanh": "gelu_new"}[cfg.activation],
+        "layer_norm_eps": cfg.norm_eps,
+        "hidden_act": {"gelu": "gelu", "gelu_tanh": "gelu_new"}[cfg.mlp],
         "hidden_dropout_prob": cfg.dropout,
         "attention_probs_dropout_prob": cfg.dropout,
         "classifier_dropout": cfg.classifier_dropout,
@@ -197,7 +197,7 @@ def _name_table(cfg: BertConfig, encoder_prefix: str) -> list[tuple[str, tuple[s
     rows: list[tuple[str, tuple[str, ...]]] = []
     for ours, theirs in ENCODER_NAMES:
         theirs = (theirs,) if isinstance(theirs, str) else theirs
-        layers = range(cfg.n_layers) if "{i}" in ours else [None]
+        layers = range(cfg.n_layer) if "{i}" in ours else [None]
         for i in layers:
             rows.append((ours.format(i=i), tuple(encoder_prefix + t.format(i=i) for t in theirs)))
     if cfg.use_pooler:
@@ -272,7 +272,7 @@ def read_sentence_config(path: str | Path, model_cfg: BertConfig | None = None) 
             raise FormatError(f"{modules_file}: module type {m.get('type')!r} is not supported "
                               "(lmforge reads Transformer, Pooling and Normalize)")
     if max_seq_length is not None and model_cfg is not None:
-        max_seq_length = min(int(max_seq_length), model_cfg.max_positions)
+        max_seq_length = min(int(max_seq_length), model_cfg.block_size)
     return SentenceConfig(pooling=pooling, normalize=normalize, max_seq_length=max_seq_length)
 
 
@@ -366,9 +366,9 @@ def _write_sentence_config(folder: Path, cfg: BertConfig, sc: SentenceConfig) ->
     atomic_write_text(folder / "modules.json", json.dumps(modules, indent=2) + "\n")
     atomic_write_text(
         folder / "sentence_bert_config.json",
-        json.dumps({"max_seq_length": sc.max_seq_length or cfg.max_positions, "do_lower_case": False}, indent=2) + "\n",
+        json.dumps({"max_seq_length": sc.max_seq_length or cfg.block_size, "do_lower_case": False}, indent=2) + "\n",
     )
-    pooling: dict[str, Any] = {"word_embedding_dimension": cfg.d_model}
+    pooling: dict[str, Any] = {"word_embedding_dimension": cfg.n_embd}
     canonical = tuple(mode for mode in ST_POOLING_KEYS.values() if mode in sc.pooling)
     if canonical == sc.pooling:  # the switches every sentence-transformers version reads
         pooling.update({key: mode in sc.pooling for key, mode in ST_POOLING_KEYS.items()})

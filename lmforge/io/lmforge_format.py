@@ -24,8 +24,8 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "lmforge.json"
 WEIGHTS_FILE = "model.safetensors"
 
-# arch → (module, model class, config class). One line per model family; the config class needs a
-# ``to_dict()`` and is rebuilt from the dict with ``from_dict(d, source)`` when it has one, else ``cls(**d)``.
+# arch → (module, model class, config class). One line per model family: the config class has ``to_dict()`` and
+# ``from_dict(d, source)`` (which maps older field names), the model class ``from_state_dict(config, state, ...)``.
 ARCHITECTURES: dict[str, tuple[str, str, str]] = {
     "gpt": ("lmforge.models.gpt", "GPT", "GPTConfig"),
     "bert": ("lmforge.models.bert", "Bert", "BertConfig"),
@@ -124,13 +124,7 @@ def load_model(folder: str | os.PathLike, *, dtype: torch.dtype | None = None) -
     mod = importlib.import_module(module)
     config_cls, model_cls = getattr(mod, config_name), getattr(mod, model_name)
     source = str(folder / CONFIG_FILE)
-    if hasattr(config_cls, "from_dict"):
-        config = config_cls.from_dict(meta["config"], source)
-    else:
-        try:
-            config = config_cls(**meta["config"])
-        except TypeError as e:
-            raise ConfigError(f"{source}: {e}") from None
+    config = config_cls.from_dict(meta["config"], source)
     weights_name = meta.get("weights", WEIGHTS_FILE)
     if not isinstance(weights_name, str) or Path(weights_name).name != weights_name:
         raise FormatError(f"{source}: 'weights' must name a file in the folder, got {weights_name!r}")
@@ -141,22 +135,7 @@ def load_model(folder: str | os.PathLike, *, dtype: torch.dtype | None = None) -
         raise FormatError(f"{weights_path}: file not found") from None
     except Exception as e:  # safetensors' own error types for truncated / corrupt files
         raise FormatError(f"{weights_path}: not a readable safetensors file ({e})") from None
-    if hasattr(model_cls, "from_state_dict"):
-        model = model_cls.from_state_dict(config, state, str(weights_path), dtype=dtype)
-    else:
-        model = model_cls(config)
-        # A tied tensor was saved once under its first name; the model's own tying restores the others.
-        by_storage: dict[int, set[str]] = {}
-        for name, tensor in model.state_dict().items():
-            by_storage.setdefault(tensor.untyped_storage().data_ptr(), set()).add(name)
-        result = model.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys
-                   if not any(k in names and names & state.keys() for names in by_storage.values())]
-        if missing or result.unexpected_keys:
-            raise FormatError(f"{weights_path}: missing tensor(s) {missing[:5]}, unexpected "
-                              f"{result.unexpected_keys[:5]}")
-        if dtype is not None:
-            model.to(dtype)
+    model = model_cls.from_state_dict(config, state, str(weights_path), dtype=dtype)
     return model.eval(), meta
 
 

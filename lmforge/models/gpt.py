@@ -270,5 +270,5 @@ class GPT(nn.Module):
         logits = self.lm_head(self.norm_f(x))  # (B, T, V)
         return (logits, attentions) if return_attn else logits
 
-    def num_params(self) -> int:
+    def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -448,7 +448,7 @@ def finetune(
         labels = sorted({e.label for e in train_ex})
     if len(labels) < 2:
         raise InputError(f"{train_path}: the training data holds only the label(s) {labels}; need at least 2")
-    max_length = min(max_length, lm.model.config.max_positions)
+    max_length = min(max_length, lm.model.config.block_size)
     if kind != "tag":
         pooling = pooling or default_pooling(lm)
     torch.manual_seed(seed)  # the new head's initial weights
@@ -490,7 +490,7 @@ def predict(model: Any, texts: Sequence[str], pairs: Sequence[str] | None = None
     if getattr(cfg, "head", None) not in ("classify", "tag"):
         raise ConfigError(f"{lm.path}: predict needs a fine-tuned classification or tagging model "
                           f"(its config.json architecture is {getattr(cfg, 'head', '?')!r})")
-    max_length = min(max_length, cfg.max_positions)
+    max_length = min(max_length, cfg.block_size)
     if cfg.head == "classify":
         examples = [Example(t, cfg.labels[0], pairs[i] if pairs is not None else None) for i, t in enumerate(texts)]
         enc = encode_examples(lm.tokenizer, examples, "pair" if pairs is not None else "classify", cfg.labels,

@@ -255,7 +255,7 @@ def pretrain_bert(
     val_rows, train_rows = rows[:n_val], rows[n_val:]
     if len(train_rows) == 0:
         raise InputError("the text is too short for a training set; give more text or a smaller --seq-len")
-    fields = {**PRESETS[preset].to_dict(), "vocab_size": len(tok), "max_positions": max(seq_len, 512),
+    fields = {**PRESETS[preset].to_dict(), "vocab_size": len(tok), "block_size": max(seq_len, 512),
               "head": "mlm", "pad_token_id": tok.pad_token_id or 0, **(model_overrides or {})}
     config = BertConfig(**fields)
     if config.vocab_size < len(tok):

@@ -49,7 +49,7 @@ def test_bert_row_of_the_architecture_table(tmp_path):
     from lmforge.models.bert import Bert, BertConfig
 
     torch.manual_seed(0)
-    model = Bert(BertConfig(vocab_size=50, d_model=16, n_layers=1, n_heads=2, d_ff=32, max_positions=20,
+    model = Bert(BertConfig(vocab_size=50, n_embd=16, n_layer=1, n_head=2, ffn_hidden=32, block_size=20,
                             head="mlm")).eval()
     save_model(tmp_path, model)
     assert json.loads((tmp_path / "lmforge.json").read_text())["arch"] == "bert"

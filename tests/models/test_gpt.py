@@ -110,4 +110,4 @@ def test_presets_and_config_round_trip():
     cfg = PRESETS["smollm2-135m"]
     assert GPTConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.head_dim == 64 and cfg.n_kv_head == 3
-    assert GPT(PRESETS["tiny"]).num_params() > 0
+    assert GPT(PRESETS["tiny"]).num_parameters() > 0

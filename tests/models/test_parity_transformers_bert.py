@@ -87,7 +87,7 @@ def test_real_minilm_hidden_states_match(minilm_path):
     ref = BertModel.from_pretrained(minilm_path).eval()
     cfg = config_from_hf(json.loads((minilm_path / "config.json").read_text()))
     ours = model_from_hf_weights(cfg, read_weights(minilm_path)).eval()
-    assert (cfg.d_model, cfg.n_layers, cfg.vocab_size) == (384, 6, 30522)
+    assert (cfg.n_embd, cfg.n_layer, cfg.vocab_size) == (384, 6, 30522)
     ids = torch.tensor([
         [101, 7592, 2088, 2003, 1037, 3231, 102, 0, 0],
         [101, 2023, 2003, 2178, 6251, 1012, 2009, 2003, 102],
