@@ -85,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     gpt.add_argument("--data", required=True, help="token folder from 'lmforge data prepare'")
     gpt.add_argument("--out", required=True, help="run folder (created; with --resume: continued)")
-    gpt.add_argument("--preset", default="tiny", help="tiny | tiny-llama | gpt2-small | llama-small")
+    gpt.add_argument("--preset", default="tiny", help="tiny | tiny-llama | gpt2-small | gpt2-medium | llama-small | "
+                     "smollm2-135m (lmforge.train.presets)")
     gpt.add_argument("--tokenizer", default=None,
                      help="check that the data was made with this tokenizer (default: the data folder's own)")
     gpt.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")

@@ -104,14 +104,6 @@ class BertConfig:
             raise ConfigError(f"{source}: {e}") from None
 
 
-PRESETS: dict[str, BertConfig] = {
-    # for tests and quick experiments on a laptop
-    "bert-tiny": BertConfig(n_embd=128, n_layer=2, n_head=2, ffn_hidden=512),
-    "bert-mini": BertConfig(n_embd=256, n_layer=4, n_head=4, ffn_hidden=1024),
-    "bert-base": BertConfig(),
-}
-
-
 class BertEmbeddings(nn.Module):
     """Sum of token, learned absolute position and token-type (segment) embeddings, then LayerNorm + dropout.
 

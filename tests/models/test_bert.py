@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from lmforge.errors import ConfigError, InputError
-from lmforge.models.bert import PRESETS, Bert, BertConfig
+from lmforge.models.bert import Bert, BertConfig
+from lmforge.train.presets import model_config
 
 
 def _tiny(**kw) -> BertConfig:
@@ -95,7 +96,7 @@ def test_bad_config_and_input_are_clear_errors():
 
 
 def test_presets_build():
-    cfg = PRESETS["bert-tiny"]
+    cfg = model_config("bert-tiny")
     assert cfg.head_dim * cfg.n_head == cfg.n_embd
 
 
