@@ -18,7 +18,9 @@ from typing import Any
 import torch
 
 from lmforge.errors import ConfigError, FormatError
-from lmforge.fileio import atomic_write_text, atomic_write_with
+from lmforge.fileio import atomic_write_text, atomic_write_with, read_json
+from lmforge.io.model_parts import ModelParts
+from lmforge.io.tokenizer_files import read_tokenizer_files, write_tokenizer_files
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "lmforge.json"
@@ -37,23 +39,6 @@ def _arch_of(model: torch.nn.Module) -> str:
         if type(model).__module__ == module and type(model).__name__ == cls_name:
             return arch
     raise ConfigError(f"save_model: {type(model).__name__} is not a known lmforge model ({list(ARCHITECTURES)})")
-
-
-ROLES = ("bos", "eos", "pad", "unk")
-
-
-def write_tokenizer_files(folder: Path, tokenizer: Any) -> None:
-    """``tokenizer.json`` (HF format) and, when the tokenizer has a chat template or special-token roles,
-    ``tokenizer_config.json`` with them — where ``transformers``' ``AutoTokenizer`` (and :func:`lmforge.load`)
-    look for the template and the eos/bos/pad tokens."""
-    atomic_write_text(folder / "tokenizer.json", json.dumps(tokenizer.to_hf_json(), ensure_ascii=False) + "\n")
-    extra = {f"{role}_token": getattr(tokenizer, f"{role}_token", None) for role in ROLES}
-    extra = {k: v for k, v in extra.items() if isinstance(v, str)}
-    template = getattr(tokenizer, "chat_template", None)
-    if template:
-        extra["chat_template"] = template
-    if extra:
-        atomic_write_text(folder / "tokenizer_config.json", json.dumps(extra, indent=2, ensure_ascii=False) + "\n")
 
 
 def save_model(
@@ -95,18 +80,10 @@ def save_model(
     return folder
 
 
-def is_lmforge_folder(path: Path) -> bool:
-    return path.is_dir() and (path / CONFIG_FILE).exists()
-
 
 def read_meta(folder: Path) -> dict:
     path = folder / CONFIG_FILE
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FormatError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: not valid JSON ({e})") from None
+    meta = read_json(path)
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
         raise FormatError(f"{path}: expected an object with 'arch' and a 'config' object")
     if meta.get("arch") not in ARCHITECTURES:
@@ -114,7 +91,7 @@ def read_meta(folder: Path) -> dict:
     return meta
 
 
-def load_model(folder: str | os.PathLike, *, dtype: torch.dtype | None = None) -> tuple[torch.nn.Module, dict]:
+def read_lmforge_model(folder: str | os.PathLike, *, dtype: torch.dtype | None = None) -> tuple[torch.nn.Module, dict]:
     """``(model in eval mode, lmforge.json contents)`` from an lmforge model folder."""
     from safetensors.torch import load_file
 
@@ -139,11 +116,9 @@ def load_model(folder: str | os.PathLike, *, dtype: torch.dtype | None = None) -
     return model.eval(), meta
 
 
-def load_lmforge(path: str | os.PathLike, *, dtype: torch.dtype | None = None, **_: Any) -> Any:
-    """``lmforge.load`` for an lmforge model folder → :class:`~lmforge.io.bundle.LM`."""
-    from lmforge.io.bundle import LM, load_folder_tokenizer
-
+def load_lmforge(path: str | os.PathLike, *, dtype: torch.dtype | None = None, **_: Any) -> ModelParts:
+    """The loader for an lmforge model folder (:func:`lmforge.load` wraps the parts into an ``LM``)."""
     folder = Path(path)
-    model, meta = load_model(folder, dtype=dtype)
-    return LM(model=model, tokenizer=load_folder_tokenizer(folder), config=model.config,
-              generation_config=meta.get("generation"), path=folder)
+    model, meta = read_lmforge_model(folder, dtype=dtype)
+    return ModelParts(model=model, tokenizer=read_tokenizer_files(folder), config=model.config,
+                      generation_config=meta.get("generation") or {}, path=folder)

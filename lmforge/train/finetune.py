@@ -381,7 +381,8 @@ def default_pooling(lm: Any) -> str:
 
 
 def _save_folder(model: nn.Module, lm: Any, folder: Path) -> None:
-    from lmforge.io.hf_bert import TOKENIZER_FILES, save_hf_bert, transformer_folder
+    from lmforge.io.hf_bert import TOKENIZER_FILES, save_hf_bert
+    from lmforge.io.hf_files import transformer_folder
     from lmforge.io.lmforge_format import CONFIG_FILE, save_model
 
     # lmforge.load prefers lmforge.json, transformers reads config.json + model.safetensors: a re-used out folder

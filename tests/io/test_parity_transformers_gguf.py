@@ -133,7 +133,7 @@ def test_chat_reply_matches_transformers_greedy(lm, hf_smollm2):
     assert "".join(lm.chat(CONVERSATION, max_new_tokens=12, stream=True)) == expected
 
 
-def _reload(path, cache_root) -> tuple[lmforge.io.bundle.LM, float]:
+def _reload(path, cache_root) -> tuple[lmforge.lm.LM, float]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(cache.CACHE_ENV, str(cache_root))
         start = time.perf_counter()
