@@ -115,3 +115,12 @@ class LM:
         if self.tokenizer is None:
             raise FormatError(f"{self.path}: the model has no tokenizer (vocab.txt or tokenizer.json)")
         return embed(self.model, self.tokenizer, texts, batch_size, self.sentence_config)
+
+    # ------------------------------------------------------------------ fill-mask (lmforge.fill_mask)
+    def fill_mask(self, text: str, top_k: int = 5) -> list[list[Any]]:
+        """For each mask token in ``text``, the ``top_k`` likeliest tokens (:func:`lmforge.fill_mask.fill_mask`)."""
+        from lmforge.fill_mask import fill_mask
+
+        if self.tokenizer is None:
+            raise FormatError(f"{self.path}: the model has no tokenizer (vocab.txt or tokenizer.json)")
+        return fill_mask(self.model, self.tokenizer, text, top_k)

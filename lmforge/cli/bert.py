@@ -164,20 +164,11 @@ def register_train_bert(kinds: argparse._SubParsersAction) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ handlers
-def _save_npy(path: str | Path, array) -> None:  # noqa: ANN001 - a numpy array
-    import numpy as np
-
-    from lmforge.fileio import atomic_open
-
-    with atomic_open(path, "wb") as f:  # np.save to a name would append ".npy" to the temp name
-        np.save(f, array)
-
-
 def run_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
     import lmforge
-    from lmforge.embed import cosine_similarity
+    from lmforge.embed import cosine_similarity, save_npy
 
     _threads(args)
     texts = _texts(args)
@@ -185,7 +176,7 @@ def run_embed(args: argparse.Namespace) -> int:
     vectors = lm.embed(texts, batch_size=args.batch_size)
     if args.out:
         out = Path(args.out)
-        _save_npy(out, vectors)
+        save_npy(out, vectors)
         print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {out}")
         return 0
     for text, v in zip(texts, vectors, strict=True):
@@ -199,30 +190,10 @@ def run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fingerprint(corpus: list[str], model: str) -> str:
-    """sha256 of the corpus lines and the model folder's resolved path + config.json bytes."""
-    import hashlib
-
-    h = hashlib.sha256()
-    folder = Path(model).resolve()
-    h.update(str(folder).encode())
-    for name in ("config.json", "lmforge.json"):
-        if (folder / name).is_file():
-            h.update((folder / name).read_bytes())
-    for line in corpus:
-        h.update(line.encode("utf-8") + b"\n")
-    return h.hexdigest()
-
-
 def run_search(args: argparse.Namespace) -> int:
-    import json
-
-    import numpy as np
-
     import lmforge
     from lmforge.data.corpus import read_text_file
-    from lmforge.embed import search
-    from lmforge.fileio import atomic_write_text
+    from lmforge.embed import cached_corpus_embeddings, corpus_fingerprint, search
 
     _threads(args)
     numbered = [(n, line) for n, line in enumerate(read_text_file(args.corpus).splitlines(), 1) if line.strip()]
@@ -230,23 +201,13 @@ def run_search(args: argparse.Namespace) -> int:
     if not corpus:
         raise InputError(f"{args.corpus}: no non-empty lines to search")
     lm = lmforge.load(args.model)
-    # The cache is reused only for the same corpus text and the same model (a fingerprint in CACHE.json).
-    fingerprint = _fingerprint(corpus, args.model)
-    cached = None
-    if args.cache and Path(args.cache).is_file():
-        meta = Path(str(args.cache) + ".json")
-        if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("fingerprint") == fingerprint:
-            cached = np.load(args.cache)
-        else:
-            print(f"{args.cache}: made for another corpus or model: re-embedding", file=sys.stderr)
-    if cached is None:
-        cached = lm.embed(corpus, batch_size=args.batch_size)
-        if args.cache:
-            _save_npy(args.cache, cached)
-            atomic_write_text(str(args.cache) + ".json", json.dumps({"fingerprint": fingerprint,
-                                                                      "lines": len(corpus)}) + "\n")
+    had_cache = bool(args.cache) and Path(args.cache).is_file()
+    vectors, reused = cached_corpus_embeddings(lambda texts: lm.embed(texts, batch_size=args.batch_size), corpus,
+                                               args.cache, corpus_fingerprint(corpus, args.model))
+    if had_cache and not reused:
+        print(f"{args.cache}: made for another corpus or model: re-embedding", file=sys.stderr)
     results = search(lm.model, lm.tokenizer, args.texts, corpus, k=args.top_k, batch_size=args.batch_size,
-                     config=lm.sentence_config, corpus_embeddings=cached)
+                     config=lm.sentence_config, corpus_embeddings=vectors)
     for query, hits in zip(args.texts, results, strict=True):
         print(f"query: {query}")
         for rank, hit in enumerate(hits, 1):
@@ -255,33 +216,16 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_fill_mask(args: argparse.Namespace) -> int:
-    import torch
-
     import lmforge
-    from lmforge.errors import ConfigError
 
     _threads(args)
     lm = lmforge.load(args.model)
-    if getattr(lm.model.config, "head", None) != "mlm":
-        raise ConfigError(f"{args.model}: this model has no masked-LM head (its architecture is "
-                          f"{lm.model.config.head!r}); use a BertForMaskedLM folder or one from 'lmforge train bert'")
-    tok = lm.tokenizer
-    mask_id = tok.mask_token_id
-    mask_text = tok.id_to_token(mask_id) if mask_id is not None else "[MASK]"
     for text in args.texts:
-        ids = tok.encode(text)
-        positions = [i for i, t in enumerate(ids) if t == mask_id]
-        if not positions:
-            raise InputError(f"no {mask_text} in {text!r}: write {mask_text} where a word should be predicted")
-        ids = ids[: lm.model.config.block_size]
-        with torch.inference_mode():
-            probs = lm.model(torch.tensor([ids])).softmax(-1)[0]  # (T, V)
+        predictions = lm.fill_mask(text, args.top_k)
+        mask_text = lm.tokenizer.id_to_token(lm.tokenizer.mask_token_id)
         print(text)
-        for n, pos in enumerate(positions, 1):
-            top = probs[pos].topk(args.top_k)
-            shown = ", ".join(f"{tok.id_to_token(int(i))} {float(p):.3f}" for p, i in zip(top.values, top.indices,
-                                                                                         strict=True))
-            print(f"  {mask_text} #{n}: {shown}")
+        for n, candidates in enumerate(predictions, 1):
+            print(f"  {mask_text} #{n}: " + ", ".join(f"{c.token} {c.probability:.3f}" for c in candidates))
     return 0
 
 

@@ -27,6 +27,7 @@ from torch import nn
 from lmforge.errors import ConfigError, FormatError, InputError
 from lmforge.models.vocabulary import upgrade_config_dict
 from lmforge.nn.block import Block, BlockConfig
+from lmforge.nn.pooling import pool
 
 HEADS = ("none", "mlm", "classify", "tag")
 CLASSIFIER_POOLINGS = ("cls", "mean")
@@ -146,19 +147,6 @@ class MaskedLMHead(nn.Module):
         return nn.functional.linear(h, self._decoder[0].weight, self.bias)
 
 
-def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of the real tokens' states: ``hidden (B, T, D)``, ``attention_mask (B, T)`` (1 = token) → ``(B, D)``.
-
-    >>> masked_mean(torch.tensor([[[1.0], [3.0], [100.0]]]), torch.tensor([[1, 1, 0]]))
-    tensor([[2.]])
-    """
-    if attention_mask is None:
-        return hidden.mean(dim=1)
-    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
-    # clamp: an all-padding row gives zeros, not NaN
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)  # (B, D) / (B, 1)
-
-
 class Bert(nn.Module):
     """The BERT encoder with an optional head (see ``BertConfig.head``).
 
@@ -267,7 +255,7 @@ class Bert(nn.Module):
             return self.mlm(hidden)  # (B, T, V)
         if kind == "classify":
             if self.config.classifier_pooling == "mean":
-                sentence = masked_mean(hidden, attention_mask)  # (B, D)
+                sentence = pool(hidden, attention_mask, ["mean"])  # (B, D)
             else:
                 sentence = self.pool(hidden)  # (B, D)
             return self.classifier(self.head_drop(sentence))  # (B, n_labels)
