@@ -1,5 +1,5 @@
-"""BERT commands: ``lmforge embed``, ``search``, ``fill-mask``, ``finetune classify|tag|pair``, ``predict``, and
-``lmforge train bert`` (added to ``lmforge train`` by :func:`register_train_bert`)."""
+"""BERT commands: ``lmforge embed``, ``search``, ``fill-mask``, ``finetune classify|tag|pair``, ``predict``
+(``lmforge train bert`` lives with the other ``train`` commands in :mod:`lmforge.cli.train`)."""
 
 from __future__ import annotations
 
@@ -131,38 +131,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_predict)
 
 
-def register_train_bert(kinds: argparse._SubParsersAction) -> None:
-    """Add ``lmforge train bert`` (called by ``lmforge train``'s module)."""
-    from lmforge.cli.train import TRAIN_OPTIONS, _add_options
-
-    p = kinds.add_parser(
-        "bert", help="pre-train a BERT with masked-language modelling",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Masked-LM pre-training: 15%% of tokens picked, 80%% -> [MASK], 10%% random, 10%% kept "
-        "(--whole-word: whole words). Without --tokenizer a WordPiece vocabulary is trained on the same text. "
-        "The run folder is an HF BertForMaskedLM folder (lmforge fill-mask / lmforge finetune / transformers "
-        "load it), with checkpoints/, metrics.jsonl and loss.png; the masked-token accuracy is printed at the end.",
-        epilog="example: lmforge train bert --text builtin --out runs/bert --preset bert-tiny --steps 300",
-    )
-    p.add_argument("--text", nargs="+", default=["builtin"], help="text files / folders / globs, or 'builtin'")
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--preset", default="bert-tiny", help="bert-tiny | bert-mini | bert-base")
-    p.add_argument("--tokenizer", default=None, help="WordPiece vocab.txt / tokenizer.json / model folder")
-    p.add_argument("--vocab-size", type=int, default=8000, help="size of the trained WordPiece (no --tokenizer)")
-    p.add_argument("--seq-len", type=int, default=128, help="tokens per training sequence")
-    p.add_argument("--mask-prob", type=float, default=0.15, help="fraction of tokens to predict")
-    p.add_argument("--whole-word", action="store_true", help="mask whole words, not single word pieces")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
-    for name, kind, help_text in (("n_embd", int, "model width"), ("n_layer", int, "encoder blocks"),
-                                  ("n_head", int, "attention heads"), ("ffn_hidden", int, "feed-forward width"),
-                                  ("dropout", float, "dropout probability")):
-        p.add_argument("--" + name.replace("_", "-"), dest="model_" + name, type=kind, default=None, help=help_text)
-    _add_options(p.add_argument_group("training"), TRAIN_OPTIONS)
-    p.set_defaults(func=run_train_bert)
-
-
 # ------------------------------------------------------------------------------------------------ handlers
 def run_embed(args: argparse.Namespace) -> int:
     import numpy as np
@@ -271,23 +239,3 @@ def run_predict(args: argparse.Namespace) -> int:
         else:
             print(f"{p.label}\t{p.score:.4f}\t{text}")
     return 0
-
-
-def run_train_bert(args: argparse.Namespace) -> int:
-    from lmforge.cli.train import TRAIN_OPTIONS
-    from lmforge.train.mlm import pretrain_bert
-
-    _threads(args)
-    model = {k[len("model_"):]: v for k, v in vars(args).items() if k.startswith("model_") and v is not None}
-    train = {name: getattr(args, name) for name, _, _ in TRAIN_OPTIONS if getattr(args, name, None) is not None}
-    result, acc = pretrain_bert(args.text, args.out, args.tokenizer, args.preset, vocab_size=args.vocab_size,
-                                seq_len=args.seq_len, mask_prob=args.mask_prob, whole_word=args.whole_word,
-                                model_overrides=model, train_overrides=train, resume=args.resume,
-                                progress=not args.no_progress)
-    status = "interrupted at" if result.interrupted else "finished at"
-    val = f", validation loss {result.val_loss:.4f}" if result.val_loss is not None else ""
-    print(f"{status} step {result.step}{val}")
-    print(f"masked-token accuracy {acc.accuracy:.4f} (frequency baseline {acc.baseline:.4f}, "
-          f"{acc.predicted} predictions)")
-    print(f"run folder: {result.run_dir}  (lmforge fill-mask --model {result.run_dir} \"... [MASK] ...\")")
-    return 130 if result.interrupted else 0
