@@ -425,7 +425,7 @@ def finetune(
     label per word). ``pooling`` ("cls" | "mean", classify/pair only): the classifier's input; None picks it from
     the model (:func:`default_pooling`). ``train_examples``/``eval_examples`` replace reading the files.
     """
-    import lmforge
+    from lmforge.io import load_parts
     from lmforge.models.bert import Bert
 
     if kind not in KINDS:
@@ -440,7 +440,7 @@ def finetune(
                 else read_examples(train_path, kind, columns, encoding))
     eval_ex = (list(eval_examples) if eval_examples is not None
                else read_examples(eval_path, kind, columns, encoding) if eval_path is not None else None)
-    lm = lmforge.load(model_path)
+    lm = load_parts(model_path)
     if not isinstance(lm.model, Bert):
         raise ConfigError(f"{model_path}: fine-tuning needs a BERT encoder, got {type(lm.model).__name__}")
     if kind == "tag":
@@ -482,11 +482,11 @@ class Prediction:
 
 def predict(model: Any, texts: Sequence[str], pairs: Sequence[str] | None = None, *, max_length: int = 512,
             batch_size: int = 32) -> list[Prediction]:
-    """Labels of ``texts`` (and ``pairs``) from a fine-tuned model (a path or an ``LM``): one label per text for a
+    """Labels of ``texts`` (and ``pairs``) from a fine-tuned model (a path, an ``LM`` or ``ModelParts``): one label per text for a
     classify head, one tag per whitespace-separated word for a tag head."""
-    import lmforge
+    from lmforge.io import load_parts
 
-    lm = lmforge.load(model) if isinstance(model, (str, os.PathLike)) else model
+    lm = load_parts(model) if isinstance(model, (str, os.PathLike)) else model
     cfg = getattr(lm.model, "config", None)
     if getattr(cfg, "head", None) not in ("classify", "tag"):
         raise ConfigError(f"{lm.path}: predict needs a fine-tuned classification or tagging model "
