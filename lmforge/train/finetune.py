@@ -482,8 +482,8 @@ class Prediction:
 
 def predict(model: Any, texts: Sequence[str], pairs: Sequence[str] | None = None, *, max_length: int = 512,
             batch_size: int = 32) -> list[Prediction]:
-    """Labels of ``texts`` (and ``pairs``) from a fine-tuned model (a path, an ``LM`` or ``ModelParts``): one label per text for a
-    classify head, one tag per whitespace-separated word for a tag head."""
+    """Labels of ``texts`` (and ``pairs``) from a fine-tuned model (a path, an ``LM`` or ``ModelParts``): one label
+    per text for a classify head, one tag per whitespace-separated word for a tag head."""
     from lmforge.io import load_parts
 
     lm = load_parts(model) if isinstance(model, (str, os.PathLike)) else model
