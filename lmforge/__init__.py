@@ -18,7 +18,8 @@ _LAZY = {
     "train_tokenizer": "lmforge.tokenizers",
     "load_tokenizer": "lmforge.tokenizers",
     "Tokenizer": "lmforge.tokenizers",
-    "load": "lmforge.io",
+    "load": "lmforge.lm",
+    "LM": "lmforge.lm",
 }
 
 __all__ = ["LmforgeError", "__version__", *_LAZY]

@@ -10,15 +10,19 @@ own longest text and similar lengths share a batch — almost no compute is spen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lmforge.errors import ConfigError, InputError
-
-POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens")
+from lmforge.fileio import atomic_write_text, read_json
+from lmforge.nn.pooling import POOLING_MODES, pool
 
 
 @dataclass
@@ -43,30 +47,6 @@ class SentenceConfig:
             raise ConfigError(f"sentence config: pooling must be among {POOLING_MODES}, got {list(self.pooling)}")
         if self.max_seq_length is not None and self.max_seq_length < 2:
             raise ConfigError(f"sentence config: max_seq_length must be >= 2, got {self.max_seq_length}")
-
-
-def pool(hidden: Any, attention_mask: Any, modes: Sequence[str] = ("mean",)) -> Any:
-    """Pool token states ``hidden (B, T, D)`` over real tokens (``attention_mask (B, T)``, 1 = real) → ``(B, D·k)``.
-
-    >>> import torch
-    >>> h = torch.tensor([[[1.0], [3.0], [100.0]]]); m = torch.tensor([[1, 1, 0]])
-    >>> pool(h, m, ["mean"]), pool(h, m, ["max"]), pool(h, m, ["cls"])
-    (tensor([[2.]]), tensor([[3.]]), tensor([[1.]]))
-    """
-    import torch
-
-    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
-    out = []
-    for mode in modes:
-        if mode == "cls":
-            out.append(hidden[:, 0])
-        elif mode == "max":
-            out.append(hidden.masked_fill(mask == 0, float("-inf")).amax(dim=1))
-        else:
-            summed = (hidden * mask).sum(dim=1)  # (B, D)
-            count = mask.sum(dim=1).clamp(min=1e-9)  # (B, 1)
-            out.append(summed / count if mode == "mean" else summed / count.sqrt())
-    return out[0] if len(out) == 1 else torch.cat(out, dim=-1)
 
 
 @dataclass
@@ -121,7 +101,7 @@ def embed(
     """Sentence embeddings ``(N, D)`` (float32) of ``texts``, in input order.
 
     ``model.encode(input_ids, attention_mask, token_type_ids)`` must return hidden states ``(B, T, D)``.
-    ``config`` defaults to mean pooling, no normalisation, truncation at the model's ``max_positions``.
+    ``config`` defaults to mean pooling, no normalisation, truncation at the model's ``block_size``.
     """
     import torch
 
@@ -129,13 +109,13 @@ def embed(
         raise InputError("embed: texts must be a list of strings, got a single string (wrap it in a list)")
     texts = list(texts)
     if not texts:
-        return np.zeros((0, model.config.d_model), dtype=np.float32)
+        return np.zeros((0, model.config.n_embd), dtype=np.float32)
     if batch_size < 1:
         raise ConfigError(f"embed: batch_size must be >= 1, got {batch_size}")
     config = config or SentenceConfig()
-    max_length = min(config.max_seq_length or model.config.max_positions, model.config.max_positions)
+    max_length = min(config.max_seq_length or model.config.block_size, model.config.block_size)
     tokens = tokenize_sorted(tokenizer, texts, max_length)
-    out = np.empty((len(texts), model.config.d_model * len(config.pooling)), dtype=np.float32)
+    out = np.empty((len(texts), model.config.n_embd * len(config.pooling)), dtype=np.float32)
     was_training = model.training
     model.eval()
     starts = range(0, len(texts), batch_size)
@@ -227,3 +207,53 @@ def search(
         [Hit(int(i), corpus[int(i)], float(s)) for i, s in zip(row_i, row_s, strict=True)]
         for row_i, row_s in zip(idx, vals, strict=True)
     ]
+
+
+def corpus_fingerprint(corpus: Sequence[str], model_path: str | os.PathLike) -> str:
+    """sha256 of the corpus lines and of the model folder's resolved path + ``config.json`` / ``lmforge.json``
+    bytes: a cache of corpus embeddings is reused only when both are the same.
+
+    >>> a = corpus_fingerprint(["x", "y"], "m")
+    >>> a == corpus_fingerprint(["x", "y"], "m"), a == corpus_fingerprint(["x"], "m")
+    (True, False)
+    """
+    h = hashlib.sha256()
+    folder = Path(model_path).resolve()
+    h.update(str(folder).encode())
+    for name in ("config.json", "lmforge.json"):
+        if (folder / name).is_file():
+            h.update((folder / name).read_bytes())
+    for line in corpus:
+        h.update(line.encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """``np.save`` to exactly ``path``, atomically (never a half-written file; no ``.npy`` appended)."""
+    from lmforge.fileio import atomic_open
+
+    with atomic_open(path, "wb") as f:  # np.save to a name would append ".npy" to the temp name
+        np.save(f, array)
+
+
+def cached_corpus_embeddings(
+    embed_corpus: Callable[[list[str]], np.ndarray], corpus: Sequence[str], cache: str | os.PathLike | None,
+    fingerprint: str,
+) -> tuple[np.ndarray, bool]:
+    """``(embeddings of corpus, reused)``: read from ``cache`` (a ``.npy`` file with ``CACHE.json`` beside it) when
+    that was written for the same ``fingerprint`` (:func:`corpus_fingerprint`), else ``embed_corpus(corpus)``, written
+    to ``cache`` when one is named."""
+    corpus = list(corpus)
+    if cache is not None and Path(cache).is_file():
+        meta = Path(str(cache) + ".json")
+        if meta.is_file():
+            info = read_json(meta)
+            if isinstance(info, dict) and info.get("fingerprint") == fingerprint:
+                vectors = np.load(cache)
+                if len(vectors) == len(corpus):
+                    return vectors, True
+    vectors = embed_corpus(corpus)
+    if cache is not None:
+        save_npy(cache, vectors)
+        atomic_write_text(str(cache) + ".json", json.dumps({"fingerprint": fingerprint, "lines": len(corpus)}) + "\n")
+    return vectors, False

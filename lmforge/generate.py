@@ -8,7 +8,7 @@ preallocated :class:`~lmforge.nn.kv_cache.KVCache`, so each step only runs the n
 
 Two levels: ``generate_ids`` / ``beam_search_ids`` work on token ids and any model with the
 ``model(input_ids, attention_mask, position_ids, kv_cache=, last_only=)`` interface of
-:class:`~lmforge.models.gpt.GPT`; ``generate`` / ``stream`` take text and an :class:`~lmforge.io.bundle.LM`.
+:class:`~lmforge.models.gpt.GPT`; ``generate`` / ``stream`` take text and an :class:`~lmforge.lm.LM`.
 """
 
 from __future__ import annotations

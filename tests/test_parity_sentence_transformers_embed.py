@@ -97,7 +97,7 @@ def test_written_pooling_configs_load_the_same_in_both(minilm_path, tmp_path, po
     from sentence_transformers import SentenceTransformer
 
     torch.manual_seed(0)
-    model = Bert(BertConfig(vocab_size=30522, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_positions=64))
+    model = Bert(BertConfig(vocab_size=30522, n_embd=32, n_layer=2, n_head=4, ffn_hidden=64, block_size=64))
     config = SentenceConfig(pooling=pooling, normalize=normalize, max_seq_length=12)
     save_hf_bert(model, tmp_path, tokenizer_source=minilm_path, sentence_config=config)
     lm = lmforge.load(tmp_path)

@@ -1,5 +1,5 @@
-"""BERT commands: ``lmforge embed``, ``search``, ``fill-mask``, ``finetune classify|tag|pair``, ``predict``, and
-``lmforge train bert`` (added to ``lmforge train`` by :func:`register_train_bert`)."""
+"""BERT commands: ``lmforge embed``, ``search``, ``fill-mask``, ``finetune classify|tag|pair``, ``predict``
+(``lmforge train bert`` lives with the other ``train`` commands in :mod:`lmforge.cli.train`)."""
 
 from __future__ import annotations
 
@@ -131,53 +131,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_predict)
 
 
-def register_train_bert(kinds: argparse._SubParsersAction) -> None:
-    """Add ``lmforge train bert`` (called by ``lmforge train``'s module)."""
-    from lmforge.cli.train import TRAIN_OPTIONS, _add_options
-
-    p = kinds.add_parser(
-        "bert", help="pre-train a BERT with masked-language modelling",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Masked-LM pre-training: 15%% of tokens picked, 80%% -> [MASK], 10%% random, 10%% kept "
-        "(--whole-word: whole words). Without --tokenizer a WordPiece vocabulary is trained on the same text. "
-        "The run folder is an HF BertForMaskedLM folder (lmforge fill-mask / lmforge finetune / transformers "
-        "load it), with checkpoints/, metrics.jsonl and loss.png; the masked-token accuracy is printed at the end.",
-        epilog="example: lmforge train bert --text builtin --out runs/bert --preset bert-tiny --steps 300",
-    )
-    p.add_argument("--text", nargs="+", default=["builtin"], help="text files / folders / globs, or 'builtin'")
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--preset", default="bert-tiny", help="bert-tiny | bert-mini | bert-base")
-    p.add_argument("--tokenizer", default=None, help="WordPiece vocab.txt / tokenizer.json / model folder")
-    p.add_argument("--vocab-size", type=int, default=8000, help="size of the trained WordPiece (no --tokenizer)")
-    p.add_argument("--seq-len", type=int, default=128, help="tokens per training sequence")
-    p.add_argument("--mask-prob", type=float, default=0.15, help="fraction of tokens to predict")
-    p.add_argument("--whole-word", action="store_true", help="mask whole words, not single word pieces")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
-    for name, kind, help_text in (("d_model", int, "model width"), ("n_layers", int, "encoder blocks"),
-                                  ("n_heads", int, "attention heads"), ("d_ff", int, "feed-forward width"),
-                                  ("dropout", float, "dropout probability")):
-        p.add_argument("--" + name.replace("_", "-"), dest="model_" + name, type=kind, default=None, help=help_text)
-    _add_options(p.add_argument_group("training"), TRAIN_OPTIONS)
-    p.set_defaults(func=run_train_bert)
-
-
 # ------------------------------------------------------------------------------------------------ handlers
-def _save_npy(path: str | Path, array) -> None:  # noqa: ANN001 - a numpy array
-    import numpy as np
-
-    from lmforge.fileio import atomic_open
-
-    with atomic_open(path, "wb") as f:  # np.save to a name would append ".npy" to the temp name
-        np.save(f, array)
-
-
 def run_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
     import lmforge
-    from lmforge.embed import cosine_similarity
+    from lmforge.embed import cosine_similarity, save_npy
 
     _threads(args)
     texts = _texts(args)
@@ -185,7 +144,7 @@ def run_embed(args: argparse.Namespace) -> int:
     vectors = lm.embed(texts, batch_size=args.batch_size)
     if args.out:
         out = Path(args.out)
-        _save_npy(out, vectors)
+        save_npy(out, vectors)
         print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {out}")
         return 0
     for text, v in zip(texts, vectors, strict=True):
@@ -199,30 +158,10 @@ def run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fingerprint(corpus: list[str], model: str) -> str:
-    """sha256 of the corpus lines and the model folder's resolved path + config.json bytes."""
-    import hashlib
-
-    h = hashlib.sha256()
-    folder = Path(model).resolve()
-    h.update(str(folder).encode())
-    for name in ("config.json", "lmforge.json"):
-        if (folder / name).is_file():
-            h.update((folder / name).read_bytes())
-    for line in corpus:
-        h.update(line.encode("utf-8") + b"\n")
-    return h.hexdigest()
-
-
 def run_search(args: argparse.Namespace) -> int:
-    import json
-
-    import numpy as np
-
     import lmforge
     from lmforge.data.corpus import read_text_file
-    from lmforge.embed import search
-    from lmforge.fileio import atomic_write_text
+    from lmforge.embed import cached_corpus_embeddings, corpus_fingerprint, search
 
     _threads(args)
     numbered = [(n, line) for n, line in enumerate(read_text_file(args.corpus).splitlines(), 1) if line.strip()]
@@ -230,23 +169,13 @@ def run_search(args: argparse.Namespace) -> int:
     if not corpus:
         raise InputError(f"{args.corpus}: no non-empty lines to search")
     lm = lmforge.load(args.model)
-    # The cache is reused only for the same corpus text and the same model (a fingerprint in CACHE.json).
-    fingerprint = _fingerprint(corpus, args.model)
-    cached = None
-    if args.cache and Path(args.cache).is_file():
-        meta = Path(str(args.cache) + ".json")
-        if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("fingerprint") == fingerprint:
-            cached = np.load(args.cache)
-        else:
-            print(f"{args.cache}: made for another corpus or model: re-embedding", file=sys.stderr)
-    if cached is None:
-        cached = lm.embed(corpus, batch_size=args.batch_size)
-        if args.cache:
-            _save_npy(args.cache, cached)
-            atomic_write_text(str(args.cache) + ".json", json.dumps({"fingerprint": fingerprint,
-                                                                      "lines": len(corpus)}) + "\n")
+    had_cache = bool(args.cache) and Path(args.cache).is_file()
+    vectors, reused = cached_corpus_embeddings(lambda texts: lm.embed(texts, batch_size=args.batch_size), corpus,
+                                               args.cache, corpus_fingerprint(corpus, args.model))
+    if had_cache and not reused:
+        print(f"{args.cache}: made for another corpus or model: re-embedding", file=sys.stderr)
     results = search(lm.model, lm.tokenizer, args.texts, corpus, k=args.top_k, batch_size=args.batch_size,
-                     config=lm.sentence_config, corpus_embeddings=cached)
+                     config=lm.sentence_config, corpus_embeddings=vectors)
     for query, hits in zip(args.texts, results, strict=True):
         print(f"query: {query}")
         for rank, hit in enumerate(hits, 1):
@@ -255,33 +184,16 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_fill_mask(args: argparse.Namespace) -> int:
-    import torch
-
     import lmforge
-    from lmforge.errors import ConfigError
 
     _threads(args)
     lm = lmforge.load(args.model)
-    if getattr(lm.model.config, "head", None) != "mlm":
-        raise ConfigError(f"{args.model}: this model has no masked-LM head (its architecture is "
-                          f"{lm.model.config.head!r}); use a BertForMaskedLM folder or one from 'lmforge train bert'")
-    tok = lm.tokenizer
-    mask_id = tok.mask_token_id
-    mask_text = tok.id_to_token(mask_id) if mask_id is not None else "[MASK]"
     for text in args.texts:
-        ids = tok.encode(text)
-        positions = [i for i, t in enumerate(ids) if t == mask_id]
-        if not positions:
-            raise InputError(f"no {mask_text} in {text!r}: write {mask_text} where a word should be predicted")
-        ids = ids[: lm.model.config.max_positions]
-        with torch.inference_mode():
-            probs = lm.model(torch.tensor([ids])).softmax(-1)[0]  # (T, V)
+        predictions = lm.fill_mask(text, args.top_k)
+        mask_text = lm.tokenizer.id_to_token(lm.tokenizer.mask_token_id)
         print(text)
-        for n, pos in enumerate(positions, 1):
-            top = probs[pos].topk(args.top_k)
-            shown = ", ".join(f"{tok.id_to_token(int(i))} {float(p):.3f}" for p, i in zip(top.values, top.indices,
-                                                                                         strict=True))
-            print(f"  {mask_text} #{n}: {shown}")
+        for n, candidates in enumerate(predictions, 1):
+            print(f"  {mask_text} #{n}: " + ", ".join(f"{c.token} {c.probability:.3f}" for c in candidates))
     return 0
 
 
@@ -327,23 +239,3 @@ def run_predict(args: argparse.Namespace) -> int:
         else:
             print(f"{p.label}\t{p.score:.4f}\t{text}")
     return 0
-
-
-def run_train_bert(args: argparse.Namespace) -> int:
-    from lmforge.cli.train import TRAIN_OPTIONS
-    from lmforge.train.mlm import pretrain_bert
-
-    _threads(args)
-    model = {k[len("model_"):]: v for k, v in vars(args).items() if k.startswith("model_") and v is not None}
-    train = {name: getattr(args, name) for name, _, _ in TRAIN_OPTIONS if getattr(args, name, None) is not None}
-    result, acc = pretrain_bert(args.text, args.out, args.tokenizer, args.preset, vocab_size=args.vocab_size,
-                                seq_len=args.seq_len, mask_prob=args.mask_prob, whole_word=args.whole_word,
-                                model_overrides=model, train_overrides=train, resume=args.resume,
-                                progress=not args.no_progress)
-    status = "interrupted at" if result.interrupted else "finished at"
-    val = f", validation loss {result.val_loss:.4f}" if result.val_loss is not None else ""
-    print(f"{status} step {result.step}{val}")
-    print(f"masked-token accuracy {acc.accuracy:.4f} (frequency baseline {acc.baseline:.4f}, "
-          f"{acc.predicted} predictions)")
-    print(f"run folder: {result.run_dir}  (lmforge fill-mask --model {result.run_dir} \"... [MASK] ...\")")
-    return 130 if result.interrupted else 0

@@ -117,27 +117,6 @@ def _int_or_fraction(text: str) -> int | float:
     return float(text) if any(c in text for c in ".eE") else int(text)
 
 
-def load_vectors(path: str):
-    """KeyedVectors from a .safetensors, .bin (word2vec binary) or word2vec text file."""
-    from lmforge.errors import InputError
-    from lmforge.represent import KeyedVectors
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such vectors file (train one with 'lmforge word2vec train --out {p}')")
-    if p.suffix == ".safetensors":
-        return KeyedVectors.load(p)
-    return KeyedVectors.load_word2vec_format(p, binary=p.suffix == ".bin")
-
-
-def save_vectors(kv, path: str) -> None:
-    p = Path(path)
-    if p.suffix == ".safetensors":
-        kv.save(p)
-    else:
-        kv.save_word2vec_format(p, binary=p.suffix == ".bin")
-
-
 def run_bow(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -172,7 +151,7 @@ def _sentences(sources: list[str] | None, lowercase: bool):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from lmforge.represent import Word2Vec
+    from lmforge.represent import Word2Vec, save_vectors
 
     sentences = list(_sentences(args.corpus, not args.no_lowercase))
     model = Word2Vec(sentences, vector_size=args.vector_size, window=args.window, min_count=args.min_count,
@@ -193,12 +172,16 @@ def _print_neighbours(pairs) -> None:
 
 
 def run_similar(args: argparse.Namespace) -> int:
+    from lmforge.represent import load_vectors
+
     kv = load_vectors(args.vectors)
     _print_neighbours(kv.most_similar(args.word, topn=args.topn))
     return 0
 
 
 def run_analogy(args: argparse.Namespace) -> int:
+    from lmforge.represent import load_vectors
+
     a, b, c = args.words
     kv = load_vectors(args.vectors)
     print(f"{a} - {b} + {c} =")
@@ -208,6 +191,7 @@ def run_analogy(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from lmforge.errors import InputError
+    from lmforge.represent import load_vectors
     from lmforge.represent.keyed_vectors import section_accuracy
 
     kv = load_vectors(args.vectors)
@@ -231,6 +215,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_map(args: argparse.Namespace) -> int:
     import matplotlib
+
+    from lmforge.represent import load_vectors
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -38,6 +38,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lmforge.errors import ConfigError, FormatError
+from lmforge.io.model_parts import ModelParts
+from lmforge.io.weight_names import Row, expand_rows
+from lmforge.io.weight_names import row as _r
 
 if TYPE_CHECKING:
     import torch
@@ -63,23 +66,20 @@ CONFIG_KEYS: dict[str, tuple[str, bool]] = {
     "attention.layer_norm_rms_epsilon": ("norm_eps", False),
 }
 
-# GGUF tensor name → (lmforge parameter name, part). lmforge fuses Q|K|V into one ``qkv`` matrix and gate|up into
-# one ``gate_up`` matrix (one matmul instead of three/two): parts are stacked along the rows in part order.
-# "{i}" is the block index.
-TENSOR_NAMES: dict[str, tuple[str, int]] = {
-    "token_embd.weight": ("wte.weight", 0),
-    "output_norm.weight": ("norm_f.weight", 0),
-    "output.weight": ("lm_head.weight", 0),
-    "blk.{i}.attn_norm.weight": ("blocks.{i}.norm_attn.weight", 0),
-    "blk.{i}.attn_q.weight": ("blocks.{i}.attn.qkv.weight", 0),
-    "blk.{i}.attn_k.weight": ("blocks.{i}.attn.qkv.weight", 1),
-    "blk.{i}.attn_v.weight": ("blocks.{i}.attn.qkv.weight", 2),
-    "blk.{i}.attn_output.weight": ("blocks.{i}.attn.proj.weight", 0),
-    "blk.{i}.ffn_norm.weight": ("blocks.{i}.norm_mlp.weight", 0),
-    "blk.{i}.ffn_gate.weight": ("blocks.{i}.mlp.gate_up.weight", 0),
-    "blk.{i}.ffn_up.weight": ("blocks.{i}.mlp.gate_up.weight", 1),
-    "blk.{i}.ffn_down.weight": ("blocks.{i}.mlp.proj.weight", 0),
-}
+# lmforge parameter ← GGUF tensor(s) ("{i}" is the block index). lmforge fuses Q|K|V into one ``qkv`` matrix and
+# gate|up into one ``gate_up`` matrix (one matmul instead of three/two): the GGUF tensors are stacked along the rows
+# in the order listed.
+TENSOR_NAMES: list[Row] = [
+    _r("wte.weight", "token_embd.weight"),
+    _r("norm_f.weight", "output_norm.weight"),
+    _r("lm_head.weight", "output.weight"),
+    _r("blocks.{i}.norm_attn.weight", "blk.{i}.attn_norm.weight"),
+    _r("blocks.{i}.attn.qkv.weight", "blk.{i}.attn_q.weight", "blk.{i}.attn_k.weight", "blk.{i}.attn_v.weight"),
+    _r("blocks.{i}.attn.proj.weight", "blk.{i}.attn_output.weight"),
+    _r("blocks.{i}.norm_mlp.weight", "blk.{i}.ffn_norm.weight"),
+    _r("blocks.{i}.mlp.gate_up.weight", "blk.{i}.ffn_gate.weight", "blk.{i}.ffn_up.weight"),
+    _r("blocks.{i}.mlp.proj.weight", "blk.{i}.ffn_down.weight"),
+]
 
 # How text is cut before BPE, per llama.cpp pre-tokenizer name (tokenizer.ggml.pre): (regex, individual_digits),
 # as in the models' own tokenizer.json files. individual_digits: every digit is cut apart FIRST, then the regex
@@ -329,12 +329,8 @@ def unpermute_rope_rows(weight: np.ndarray, n_heads: int) -> np.ndarray:
 
 
 def _name_table(n_layer: int) -> dict[str, tuple[str, int]]:
-    """The :data:`TENSOR_NAMES` table with ``{i}`` expanded for every block."""
-    table = {}
-    for gguf_name, (ours, part) in TENSOR_NAMES.items():
-        for i in range(n_layer) if "{i}" in gguf_name else [None]:
-            table[gguf_name.format(i=i)] = (ours.format(i=i), part)
-    return table
+    """GGUF tensor name → (lmforge parameter, part index in the stack), from :data:`TENSOR_NAMES` for every block."""
+    return {theirs: (r.ours, part) for r in expand_rows(TENSOR_NAMES, n_layer) for part, theirs in enumerate(r.theirs)}
 
 
 def gguf_state_dict(gf: GGUFFile, config_kwargs: dict[str, Any], dtype: torch.dtype | None = None
@@ -565,14 +561,14 @@ def convert_gguf(path: str | os.PathLike, dtype: torch.dtype | None = None
     return gguf_state_dict(gf, info["config"], dtype), info
 
 
-def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, cache: bool = True, **_: Any) -> Any:
-    """``lmforge.load`` for a ``.gguf`` file → :class:`~lmforge.io.bundle.LM` with model, tokenizer (and its chat
-    template) and generation ids, all from the one file.
+def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, cache: bool = True,
+              **_: Any) -> ModelParts:
+    """The loader for a ``.gguf`` file: model, tokenizer (and its chat template) and generation ids, all from the one
+    file (:func:`lmforge.load` wraps the parts into an ``LM``).
 
     The result of :func:`convert_gguf` is cached (see :mod:`lmforge.io.cache`; ``cache=False`` skips it), keyed by
     the file's SHA-256: a second load of the same bytes reads one safetensors file and never parses the GGUF.
     """
-    from lmforge.io.bundle import LM
     from lmforge.io.cache import cached, file_sha256
     from lmforge.models.gpt import GPT, GPTConfig
 
@@ -591,5 +587,5 @@ def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, cach
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     model = GPT.from_state_dict(config, state, str(path), dtype=dtype).eval()
-    return LM(model=model, tokenizer=tokenizer_from_spec(info["tokenizer"]), config=config,
-              generation_config=info["generation"], path=path)
+    return ModelParts(model=model, tokenizer=tokenizer_from_spec(info["tokenizer"]), config=config,
+                      generation_config=info["generation"], path=path)

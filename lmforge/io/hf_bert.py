@@ -1,13 +1,15 @@
 """Hugging Face BERT folders (and sentence-transformers folders) ⇄ lmforge's :class:`~lmforge.models.bert.Bert`.
 
-Reads ``config.json`` + ``model.safetensors`` (or ``pytorch_model.bin``) of ``BertModel``, ``BertForMaskedLM``,
+Reads ``config.json`` + the weights (``model.safetensors``, sharded ``model.safetensors.index.json``, or
+``pytorch_model.bin``) of ``BertModel``, ``BertForMaskedLM``,
 ``BertForPreTraining``, ``BertForSequenceClassification`` and ``BertForTokenClassification``; the tokenizer from
 ``vocab.txt`` / ``tokenizer.json``; and, when present, the sentence-transformers description of how to turn
 token states into one sentence vector (``modules.json``, ``sentence_bert_config.json``, ``1_Pooling/config.json``).
 Writes the same layout back, so transformers and sentence-transformers load what lmforge fine-tuned (except a
 classifier on mean pooling, which no HF class computes: :func:`config_to_hf` refuses it).
 
-All names are mapped in one table, ``ENCODER_NAMES`` / ``HEAD_NAMES``: lmforge name → HF name(s). Where lmforge
+All names are mapped in one table, ``ENCODER_NAMES`` / ``POOLER_NAMES`` / ``HEAD_NAMES`` (lists of
+:class:`~lmforge.io.weight_names.Row`): lmforge name ← HF name(s). Where lmforge
 fuses HF's separate query/key/value matrices into one ``qkv`` matrix, the HF names are listed in row order.
 """
 
@@ -22,40 +24,45 @@ import torch
 
 from lmforge.embed import SentenceConfig
 from lmforge.errors import ConfigError, FormatError
-from lmforge.fileio import atomic_write_text, atomic_write_with
+from lmforge.fileio import atomic_write_text, atomic_write_with, read_json
+from lmforge.io.hf_files import read_hf_config, read_hf_weights, transformer_folder
+from lmforge.io.model_parts import ModelParts
+from lmforge.io.weight_names import Row, expand_rows
+from lmforge.io.weight_names import row as _r
 from lmforge.models.bert import Bert, BertConfig
 
-# lmforge parameter → HF parameter(s) of the encoder ("{i}" = layer index). HF prefixes these with "bert." in
+# lmforge parameter ← HF parameter(s) of the encoder ("{i}" = layer index). HF prefixes these with "bert." in
 # models that carry a head.
-ENCODER_NAMES: list[tuple[str, str | tuple[str, ...]]] = [
-    ("embed.tokens.weight", "embeddings.word_embeddings.weight"),
-    ("embed.positions.weight", "embeddings.position_embeddings.weight"),
-    ("embed.token_types.weight", "embeddings.token_type_embeddings.weight"),
-    ("embed.norm.weight", "embeddings.LayerNorm.weight"),
-    ("embed.norm.bias", "embeddings.LayerNorm.bias"),
+ENCODER_NAMES: list[Row] = [
+    _r("embed.tokens.weight", "embeddings.word_embeddings.weight"),
+    _r("embed.positions.weight", "embeddings.position_embeddings.weight"),
+    _r("embed.token_types.weight", "embeddings.token_type_embeddings.weight"),
+    _r("embed.norm.weight", "embeddings.LayerNorm.weight"),
+    _r("embed.norm.bias", "embeddings.LayerNorm.bias"),
 ]
 for _p in ("weight", "bias"):
     ENCODER_NAMES += [
-        (f"blocks.{{i}}.attn.qkv.{_p}",
-         tuple(f"encoder.layer.{{i}}.attention.self.{n}.{_p}" for n in ("query", "key", "value"))),
-        (f"blocks.{{i}}.attn.proj.{_p}", f"encoder.layer.{{i}}.attention.output.dense.{_p}"),
-        (f"blocks.{{i}}.norm_attn.{_p}", f"encoder.layer.{{i}}.attention.output.LayerNorm.{_p}"),
-        (f"blocks.{{i}}.mlp.fc.{_p}", f"encoder.layer.{{i}}.intermediate.dense.{_p}"),
-        (f"blocks.{{i}}.mlp.proj.{_p}", f"encoder.layer.{{i}}.output.dense.{_p}"),
-        (f"blocks.{{i}}.norm_mlp.{_p}", f"encoder.layer.{{i}}.output.LayerNorm.{_p}"),
+        _r(f"blocks.{{i}}.attn.qkv.{_p}", *(f"encoder.layer.{{i}}.attention.self.{n}.{_p}" for n in ("query", "key",
+                                                                                                       "value"))),
+        _r(f"blocks.{{i}}.attn.proj.{_p}", f"encoder.layer.{{i}}.attention.output.dense.{_p}"),
+        _r(f"blocks.{{i}}.norm_attn.{_p}", f"encoder.layer.{{i}}.attention.output.LayerNorm.{_p}"),
+        _r(f"blocks.{{i}}.mlp.fc.{_p}", f"encoder.layer.{{i}}.intermediate.dense.{_p}"),
+        _r(f"blocks.{{i}}.mlp.proj.{_p}", f"encoder.layer.{{i}}.output.dense.{_p}"),
+        _r(f"blocks.{{i}}.norm_mlp.{_p}", f"encoder.layer.{{i}}.output.LayerNorm.{_p}"),
     ]
-POOLER_NAMES = [("pooler.weight", "pooler.dense.weight"), ("pooler.bias", "pooler.dense.bias")]
-HEAD_NAMES: dict[str, list[tuple[str, str]]] = {
+POOLER_NAMES = [_r("pooler.weight", "pooler.dense.weight"), _r("pooler.bias", "pooler.dense.bias")]
+_CLASSIFIER = [_r("classifier.weight", "classifier.weight"), _r("classifier.bias", "classifier.bias")]
+HEAD_NAMES: dict[str, list[Row]] = {
     "none": [],
     "mlm": [
-        ("mlm.transform.weight", "cls.predictions.transform.dense.weight"),
-        ("mlm.transform.bias", "cls.predictions.transform.dense.bias"),
-        ("mlm.norm.weight", "cls.predictions.transform.LayerNorm.weight"),
-        ("mlm.norm.bias", "cls.predictions.transform.LayerNorm.bias"),
-        ("mlm.bias", "cls.predictions.bias"),
+        _r("mlm.transform.weight", "cls.predictions.transform.dense.weight"),
+        _r("mlm.transform.bias", "cls.predictions.transform.dense.bias"),
+        _r("mlm.norm.weight", "cls.predictions.transform.LayerNorm.weight"),
+        _r("mlm.norm.bias", "cls.predictions.transform.LayerNorm.bias"),
+        _r("mlm.bias", "cls.predictions.bias"),
     ],
-    "classify": [("classifier.weight", "classifier.weight"), ("classifier.bias", "classifier.bias")],
-    "tag": [("classifier.weight", "classifier.weight"), ("classifier.bias", "classifier.bias")],
+    "classify": _CLASSIFIER,
+    "tag": _CLASSIFIER,
 }
 ARCHITECTURES = {
     "BertModel": "none",
@@ -76,30 +83,11 @@ ST_POOLING_KEYS = {
 }
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FormatError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: not valid JSON ({e})") from None
-
-
-def transformer_folder(path: Path) -> Path:
-    """The folder that holds config.json: ``path`` itself or the Transformer module named in ``modules.json``."""
-    modules = path / "modules.json"
-    if modules.is_file() and not (path / "config.json").is_file():
-        for m in _read_json(modules):
-            if str(m.get("type", "")).endswith(".Transformer"):
-                return path / m.get("path", "")
-    return path
-
-
 def config_from_hf(hf: dict, source: str = "config.json") -> BertConfig:
     """Map an HF BERT ``config.json`` (as a dict) to :class:`BertConfig`.
 
     >>> config_from_hf({"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
-    ...                 "intermediate_size": 16, "vocab_size": 10}).d_head
+    ...                 "intermediate_size": 16, "vocab_size": 10}).head_dim
     4
     """
     if hf.get("model_type", "bert") != "bert":
@@ -123,14 +111,14 @@ def config_from_hf(hf: dict, source: str = "config.json") -> BertConfig:
     try:
         return BertConfig(
             vocab_size=int(hf["vocab_size"]),
-            d_model=int(hf["hidden_size"]),
-            n_layers=int(hf["num_hidden_layers"]),
-            n_heads=int(hf["num_attention_heads"]),
-            d_ff=int(hf["intermediate_size"]),
-            max_positions=int(hf.get("max_position_embeddings", 512)),
+            n_embd=int(hf["hidden_size"]),
+            n_layer=int(hf["num_hidden_layers"]),
+            n_head=int(hf["num_attention_heads"]),
+            ffn_hidden=int(hf["intermediate_size"]),
+            block_size=int(hf.get("max_position_embeddings", 512)),
             type_vocab_size=int(hf.get("type_vocab_size", 2)),
-            layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
-            activation=act,
+            norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
+            mlp=act,
             dropout=float(hf.get("hidden_dropout_prob", 0.1)),
             pad_token_id=int(hf.get("pad_token_id") or 0),
             head=head,
@@ -152,14 +140,14 @@ def config_to_hf(cfg: BertConfig) -> dict:
         "architectures": [HEAD_TO_ARCHITECTURE[cfg.head]],
         "model_type": "bert",
         "vocab_size": cfg.vocab_size,
-        "hidden_size": cfg.d_model,
-        "num_hidden_layers": cfg.n_layers,
-        "num_attention_heads": cfg.n_heads,
-        "intermediate_size": cfg.d_ff,
-        "max_position_embeddings": cfg.max_positions,
+        "hidden_size": cfg.n_embd,
+        "num_hidden_layers": cfg.n_layer,
+        "num_attention_heads": cfg.n_head,
+        "intermediate_size": cfg.ffn_hidden,
+        "max_position_embeddings": cfg.block_size,
         "type_vocab_size": cfg.type_vocab_size,
-        "layer_norm_eps": cfg.layer_norm_eps,
-        "hidden_act": {"gelu": "gelu", "gelu_tanh": "gelu_new"}[cfg.activation],
+        "layer_norm_eps": cfg.norm_eps,
+        "hidden_act": {"gelu": "gelu", "gelu_tanh": "gelu_new"}[cfg.mlp],
         "hidden_dropout_prob": cfg.dropout,
         "attention_probs_dropout_prob": cfg.dropout,
         "classifier_dropout": cfg.classifier_dropout,
@@ -173,37 +161,12 @@ def config_to_hf(cfg: BertConfig) -> dict:
     return hf
 
 
-def read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    st = folder / "model.safetensors"
-    if st.is_file():
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(st)
-        except (SafetensorError, OSError) as e:
-            raise FormatError(f"{st}: cannot read safetensors weights ({e})") from None
-    pt = folder / "pytorch_model.bin"
-    if pt.is_file():
-        try:
-            return torch.load(pt, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise FormatError(f"{pt}: cannot read PyTorch weights ({e})") from None
-    raise FormatError(f"{folder}: no model.safetensors or pytorch_model.bin")
-
-
-def _name_table(cfg: BertConfig, encoder_prefix: str) -> list[tuple[str, tuple[str, ...]]]:
-    """The full (lmforge name, HF names) table for this config, layer indices filled in."""
-    rows: list[tuple[str, tuple[str, ...]]] = []
-    for ours, theirs in ENCODER_NAMES:
-        theirs = (theirs,) if isinstance(theirs, str) else theirs
-        layers = range(cfg.n_layers) if "{i}" in ours else [None]
-        for i in layers:
-            rows.append((ours.format(i=i), tuple(encoder_prefix + t.format(i=i) for t in theirs)))
+def _name_table(cfg: BertConfig, encoder_prefix: str) -> list[Row]:
+    """The full table for this config, layer indices filled in, the encoder's HF names prefixed."""
+    rows = expand_rows(ENCODER_NAMES, cfg.n_layer, prefix=encoder_prefix)
     if cfg.use_pooler:
-        rows += [(o, (encoder_prefix + t,)) for o, t in POOLER_NAMES]
-    rows += [(o, (t,)) for o, t in HEAD_NAMES[cfg.head]]
-    return rows
+        rows += expand_rows(POOLER_NAMES, cfg.n_layer, prefix=encoder_prefix)
+    return rows + HEAD_NAMES[cfg.head]
 
 
 def model_from_hf_weights(cfg: BertConfig, weights: dict[str, torch.Tensor], source: str = "weights") -> Bert:
@@ -218,7 +181,8 @@ def model_from_hf_weights(cfg: BertConfig, weights: dict[str, torch.Tensor], sou
     model = Bert(cfg)
     own = model.state_dict()
     state = {}
-    for ours, theirs in _name_table(cfg, prefix):
+    for r in _name_table(cfg, prefix):
+        ours, theirs = r.ours, r.theirs
         missing = [t for t in theirs if t not in weights]
         if missing:
             raise FormatError(f"{source}: missing tensor {missing[0]!r} (needed for lmforge's {ours!r})")
@@ -237,7 +201,8 @@ def hf_weights_from_model(model: Bert) -> dict[str, torch.Tensor]:
     prefix = "" if cfg.head == "none" else "bert."
     own = model.state_dict()
     out: dict[str, torch.Tensor] = {}
-    for ours, theirs in _name_table(cfg, prefix):
+    for r in _name_table(cfg, prefix):
+        ours, theirs = r.ours, r.theirs
         parts = own[ours].chunk(len(theirs), dim=0) if len(theirs) > 1 else [own[ours]]
         for name, part in zip(theirs, parts, strict=True):
             out[name] = part.detach().contiguous().cpu()
@@ -250,7 +215,7 @@ def read_sentence_config(path: str | Path, model_cfg: BertConfig | None = None) 
     modules_file = path / "modules.json"
     if not modules_file.is_file():
         return SentenceConfig()
-    modules = _read_json(modules_file)
+    modules = read_json(modules_file)
     if not isinstance(modules, list):
         raise FormatError(f"{modules_file}: expected a list of modules")
     pooling: tuple[str, ...] = ("mean",)
@@ -262,17 +227,17 @@ def read_sentence_config(path: str | Path, model_cfg: BertConfig | None = None) 
         if kind == "Transformer":
             for name in ("sentence_bert_config.json", "sentence_xlnet_config.json"):
                 if (sub / name).is_file():
-                    max_seq_length = _read_json(sub / name).get("max_seq_length")
+                    max_seq_length = read_json(sub / name).get("max_seq_length")
                     break
         elif kind == "Pooling":
-            pooling = _pooling_modes(_read_json(sub / "config.json"), sub / "config.json")
+            pooling = _pooling_modes(read_json(sub / "config.json"), sub / "config.json")
         elif kind == "Normalize":
             normalize = True
         else:
             raise FormatError(f"{modules_file}: module type {m.get('type')!r} is not supported "
                               "(lmforge reads Transformer, Pooling and Normalize)")
     if max_seq_length is not None and model_cfg is not None:
-        max_seq_length = min(int(max_seq_length), model_cfg.max_positions)
+        max_seq_length = min(int(max_seq_length), model_cfg.block_size)
     return SentenceConfig(pooling=pooling, normalize=normalize, max_seq_length=max_seq_length)
 
 
@@ -291,7 +256,7 @@ def _pooling_modes(pc: dict, source: Path) -> tuple[str, ...]:
         raise FormatError(f"{source}: {e}") from None
 
 
-def load_tokenizer_for(folder: Path, cfg: BertConfig) -> Any:
+def read_bert_tokenizer(folder: Path, cfg: BertConfig) -> Any:
     """The folder's tokenizer (vocab.txt or tokenizer.json), checked against the model's vocabulary size."""
     from lmforge.tokenizers import load_tokenizer
 
@@ -305,25 +270,19 @@ def load_tokenizer_for(folder: Path, cfg: BertConfig) -> Any:
     return tok
 
 
-def load_bert(path: str | Path) -> tuple[Bert, Any, SentenceConfig]:
-    """Read an HF BERT / sentence-transformers folder → ``(model (eval mode), tokenizer, sentence_config)``."""
+def load_hf_bert(path: str | Path, **_: Any) -> ModelParts:
+    """The loader for HF BERT and sentence-transformers folders (:func:`lmforge.load` wraps the parts into an
+    ``LM``): model (eval mode), tokenizer, and the sentence-embedding recipe."""
     path = Path(path)
     if not path.is_dir():
         raise FormatError(f"{path}: not a folder (expected an HF BERT folder with config.json)")
     folder = transformer_folder(path)
-    cfg = config_from_hf(_read_json(folder / "config.json"), str(folder / "config.json"))
-    model = model_from_hf_weights(cfg, read_weights(folder), str(folder))
+    cfg = config_from_hf(read_hf_config(folder / "config.json"), str(folder / "config.json"))
+    model = model_from_hf_weights(cfg, read_hf_weights(folder), str(folder))
     model.eval()
-    tok = load_tokenizer_for(folder, cfg)
-    return model, tok, read_sentence_config(path, cfg)
-
-
-def load(path: str | Path, **_: Any) -> Any:
-    """``lmforge.load`` for HF BERT and sentence-transformers folders → an :class:`~lmforge.io.bundle.LM`."""
-    from lmforge.io.bundle import LM
-
-    model, tok, sentence = load_bert(path)
-    return LM(model=model, tokenizer=tok, config=model.config, sentence_config=sentence, path=Path(path))
+    tok = read_bert_tokenizer(folder, cfg)
+    return ModelParts(model=model, tokenizer=tok, config=model.config, sentence_config=read_sentence_config(path, cfg),
+                      path=path)
 
 
 def save_hf_bert(
@@ -366,9 +325,9 @@ def _write_sentence_config(folder: Path, cfg: BertConfig, sc: SentenceConfig) ->
     atomic_write_text(folder / "modules.json", json.dumps(modules, indent=2) + "\n")
     atomic_write_text(
         folder / "sentence_bert_config.json",
-        json.dumps({"max_seq_length": sc.max_seq_length or cfg.max_positions, "do_lower_case": False}, indent=2) + "\n",
+        json.dumps({"max_seq_length": sc.max_seq_length or cfg.block_size, "do_lower_case": False}, indent=2) + "\n",
     )
-    pooling: dict[str, Any] = {"word_embedding_dimension": cfg.d_model}
+    pooling: dict[str, Any] = {"word_embedding_dimension": cfg.n_embd}
     canonical = tuple(mode for mode in ST_POOLING_KEYS.values() if mode in sc.pooling)
     if canonical == sc.pooling:  # the switches every sentence-transformers version reads
         pooling.update({key: mode in sc.pooling for key, mode in ST_POOLING_KEYS.items()})

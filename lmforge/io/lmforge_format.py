@@ -18,14 +18,16 @@ from typing import Any
 import torch
 
 from lmforge.errors import ConfigError, FormatError
-from lmforge.fileio import atomic_write_text, atomic_write_with
+from lmforge.fileio import atomic_write_text, atomic_write_with, read_json
+from lmforge.io.model_parts import ModelParts
+from lmforge.io.tokenizer_files import read_tokenizer_files, write_tokenizer_files
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "lmforge.json"
 WEIGHTS_FILE = "model.safetensors"
 
-# arch → (module, model class, config class). One line per model family; the config class needs a
-# ``to_dict()`` and is rebuilt from the dict with ``from_dict(d, source)`` when it has one, else ``cls(**d)``.
+# arch → (module, model class, config class). One line per model family: the config class has ``to_dict()`` and
+# ``from_dict(d, source)`` (which maps older field names), the model class ``from_state_dict(config, state, ...)``.
 ARCHITECTURES: dict[str, tuple[str, str, str]] = {
     "gpt": ("lmforge.models.gpt", "GPT", "GPTConfig"),
     "bert": ("lmforge.models.bert", "Bert", "BertConfig"),
@@ -37,23 +39,6 @@ def _arch_of(model: torch.nn.Module) -> str:
         if type(model).__module__ == module and type(model).__name__ == cls_name:
             return arch
     raise ConfigError(f"save_model: {type(model).__name__} is not a known lmforge model ({list(ARCHITECTURES)})")
-
-
-ROLES = ("bos", "eos", "pad", "unk")
-
-
-def write_tokenizer_files(folder: Path, tokenizer: Any) -> None:
-    """``tokenizer.json`` (HF format) and, when the tokenizer has a chat template or special-token roles,
-    ``tokenizer_config.json`` with them — where ``transformers``' ``AutoTokenizer`` (and :func:`lmforge.load`)
-    look for the template and the eos/bos/pad tokens."""
-    atomic_write_text(folder / "tokenizer.json", json.dumps(tokenizer.to_hf_json(), ensure_ascii=False) + "\n")
-    extra = {f"{role}_token": getattr(tokenizer, f"{role}_token", None) for role in ROLES}
-    extra = {k: v for k, v in extra.items() if isinstance(v, str)}
-    template = getattr(tokenizer, "chat_template", None)
-    if template:
-        extra["chat_template"] = template
-    if extra:
-        atomic_write_text(folder / "tokenizer_config.json", json.dumps(extra, indent=2, ensure_ascii=False) + "\n")
 
 
 def save_model(
@@ -95,18 +80,10 @@ def save_model(
     return folder
 
 
-def is_lmforge_folder(path: Path) -> bool:
-    return path.is_dir() and (path / CONFIG_FILE).exists()
-
 
 def read_meta(folder: Path) -> dict:
     path = folder / CONFIG_FILE
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FormatError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: not valid JSON ({e})") from None
+    meta = read_json(path)
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
         raise FormatError(f"{path}: expected an object with 'arch' and a 'config' object")
     if meta.get("arch") not in ARCHITECTURES:
@@ -114,7 +91,7 @@ def read_meta(folder: Path) -> dict:
     return meta
 
 
-def load_model(folder: str | os.PathLike, *, dtype: torch.dtype | None = None) -> tuple[torch.nn.Module, dict]:
+def read_lmforge_model(folder: str | os.PathLike, *, dtype: torch.dtype | None = None) -> tuple[torch.nn.Module, dict]:
     """``(model in eval mode, lmforge.json contents)`` from an lmforge model folder."""
     from safetensors.torch import load_file
 
@@ -124,13 +101,7 @@ def load_model(folder: str | os.PathLike, *, dtype: torch.dtype | None = None) -
     mod = importlib.import_module(module)
     config_cls, model_cls = getattr(mod, config_name), getattr(mod, model_name)
     source = str(folder / CONFIG_FILE)
-    if hasattr(config_cls, "from_dict"):
-        config = config_cls.from_dict(meta["config"], source)
-    else:
-        try:
-            config = config_cls(**meta["config"])
-        except TypeError as e:
-            raise ConfigError(f"{source}: {e}") from None
+    config = config_cls.from_dict(meta["config"], source)
     weights_name = meta.get("weights", WEIGHTS_FILE)
     if not isinstance(weights_name, str) or Path(weights_name).name != weights_name:
         raise FormatError(f"{source}: 'weights' must name a file in the folder, got {weights_name!r}")
@@ -141,30 +112,13 @@ def load_model(folder: str | os.PathLike, *, dtype: torch.dtype | None = None) -
         raise FormatError(f"{weights_path}: file not found") from None
     except Exception as e:  # safetensors' own error types for truncated / corrupt files
         raise FormatError(f"{weights_path}: not a readable safetensors file ({e})") from None
-    if hasattr(model_cls, "from_state_dict"):
-        model = model_cls.from_state_dict(config, state, str(weights_path), dtype=dtype)
-    else:
-        model = model_cls(config)
-        # A tied tensor was saved once under its first name; the model's own tying restores the others.
-        by_storage: dict[int, set[str]] = {}
-        for name, tensor in model.state_dict().items():
-            by_storage.setdefault(tensor.untyped_storage().data_ptr(), set()).add(name)
-        result = model.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys
-                   if not any(k in names and names & state.keys() for names in by_storage.values())]
-        if missing or result.unexpected_keys:
-            raise FormatError(f"{weights_path}: missing tensor(s) {missing[:5]}, unexpected "
-                              f"{result.unexpected_keys[:5]}")
-        if dtype is not None:
-            model.to(dtype)
+    model = model_cls.from_state_dict(config, state, str(weights_path), dtype=dtype)
     return model.eval(), meta
 
 
-def load_lmforge(path: str | os.PathLike, *, dtype: torch.dtype | None = None, **_: Any) -> Any:
-    """``lmforge.load`` for an lmforge model folder → :class:`~lmforge.io.bundle.LM`."""
-    from lmforge.io.bundle import LM, load_folder_tokenizer
-
+def load_lmforge(path: str | os.PathLike, *, dtype: torch.dtype | None = None, **_: Any) -> ModelParts:
+    """The loader for an lmforge model folder (:func:`lmforge.load` wraps the parts into an ``LM``)."""
     folder = Path(path)
-    model, meta = load_model(folder, dtype=dtype)
-    return LM(model=model, tokenizer=load_folder_tokenizer(folder), config=model.config,
-              generation_config=meta.get("generation"), path=folder)
+    model, meta = read_lmforge_model(folder, dtype=dtype)
+    return ModelParts(model=model, tokenizer=read_tokenizer_files(folder), config=model.config,
+                      generation_config=meta.get("generation") or {}, path=folder)

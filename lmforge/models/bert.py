@@ -3,7 +3,7 @@
 The flow for one batch::
 
     input_ids (B, T) ──▶ token + position + token-type embeddings ──▶ LayerNorm ──▶ (B, T, D)
-        ──▶ n_layers × post-norm block [x = LN(x + Attn(x)); x = LN(x + MLP(x))] ──▶ hidden (B, T, D)
+        ──▶ n_layer × post-norm block [x = LN(x + Attn(x)); x = LN(x + MLP(x))] ──▶ hidden (B, T, D)
         ──▶ head: none → hidden (B, T, D) | "mlm" → logits (B, T, V) | "classify" → (B, n_labels)
                   | "tag" → (B, T, n_labels)
 
@@ -19,13 +19,15 @@ token embeddings (weight tying). Sentence pairs are ``[CLS] a [SEP] b [SEP]`` wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
 
-from lmforge.errors import ConfigError, InputError
+from lmforge.errors import ConfigError, FormatError, InputError
+from lmforge.models.vocabulary import upgrade_config_dict
 from lmforge.nn.block import Block, BlockConfig
+from lmforge.nn.pooling import pool
 
 HEADS = ("none", "mlm", "classify", "tag")
 CLASSIFIER_POOLINGS = ("cls", "mean")
@@ -33,7 +35,8 @@ CLASSIFIER_POOLINGS = ("cls", "mean")
 
 @dataclass
 class BertConfig:
-    """Hyper-parameters of a BERT encoder (defaults: BERT-base) and which head sits on top.
+    """Hyper-parameters of a BERT encoder (defaults: BERT-base) and which head sits on top, in lmforge's one config
+    vocabulary (the names GPTConfig uses; ``OLD_FIELD_NAMES`` maps the names older lmforge folders wrote).
 
     ``head``: "none" (bare encoder, returns hidden states), "mlm" (masked-LM logits), "classify" (one label per
     input — also sentence pairs), "tag" (one label per token). ``labels`` names the classes of a head.
@@ -42,14 +45,14 @@ class BertConfig:
     """
 
     vocab_size: int = 30522
-    d_model: int = 768
-    n_layers: int = 12
-    n_heads: int = 12
-    d_ff: int = 3072
-    max_positions: int = 512
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    ffn_hidden: int = 3072
+    block_size: int = 512  # learned absolute positions: the longest input
     type_vocab_size: int = 2
-    layer_norm_eps: float = 1e-12
-    activation: str = "gelu"  # "gelu" (exact erf, BERT's) | "gelu_tanh"
+    norm_eps: float = 1e-12
+    mlp: str = "gelu"  # "gelu" (exact erf, BERT's) | "gelu_tanh"
     dropout: float = 0.1
     pad_token_id: int = 0
     use_pooler: bool = True
@@ -58,23 +61,23 @@ class BertConfig:
     classifier_dropout: float | None = None
     classifier_pooling: str = "cls"
     # derived
-    d_head: int = field(init=False)
+    head_dim: int = field(init=False)
     n_labels: int = field(init=False)
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ConfigError(f"BertConfig.head must be one of {HEADS}, got {self.head!r}")
-        if self.activation not in ("gelu", "gelu_tanh"):
-            raise ConfigError(f"BertConfig.activation must be 'gelu' or 'gelu_tanh', got {self.activation!r}")
+        if self.mlp not in ("gelu", "gelu_tanh"):
+            raise ConfigError(f"BertConfig.mlp must be 'gelu' or 'gelu_tanh', got {self.mlp!r}")
         if self.classifier_pooling not in CLASSIFIER_POOLINGS:
             raise ConfigError(f"BertConfig.classifier_pooling must be one of {CLASSIFIER_POOLINGS}, "
                               f"got {self.classifier_pooling!r}")
-        if self.d_model % self.n_heads:
-            raise ConfigError(f"BertConfig: d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"BertConfig: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         if self.head in ("classify", "tag") and len(self.labels) < 2:
             raise ConfigError(f"BertConfig: head {self.head!r} needs at least 2 labels, got {self.labels!r}")
         self.labels = [str(x) for x in self.labels]
-        self.d_head = self.d_model // self.n_heads
+        self.head_dim = self.n_embd // self.n_head
         self.n_labels = len(self.labels)
         if self.classifier_dropout is None:
             self.classifier_dropout = self.dropout
@@ -83,13 +86,23 @@ class BertConfig:
         """The init fields only (what a saved model stores)."""
         return {k: getattr(self, k) for k in self.__dataclass_fields__ if self.__dataclass_fields__[k].init}
 
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> BertConfig:
+        """Build from a dict (e.g. ``lmforge.json``); older names (``d_model``, ``n_layers``, …) are mapped to
+        today's, and unknown fields are named in the error.
 
-PRESETS: dict[str, BertConfig] = {
-    # for tests and quick experiments on a laptop
-    "bert-tiny": BertConfig(d_model=128, n_layers=2, n_heads=2, d_ff=512),
-    "bert-mini": BertConfig(d_model=256, n_layers=4, n_heads=4, d_ff=1024),
-    "bert-base": BertConfig(),
-}
+        >>> BertConfig.from_dict({"d_model": 16, "n_heads": 2, "n_layers": 1}).n_embd
+        16
+        """
+        d = upgrade_config_dict(d, {f.name for f in fields(cls) if f.init})
+        known = {f.name for f in fields(cls) if f.init}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown BERT config field(s) {unknown}")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise ConfigError(f"{source}: {e}") from None
 
 
 class BertEmbeddings(nn.Module):
@@ -100,10 +113,10 @@ class BertEmbeddings(nn.Module):
 
     def __init__(self, cfg: BertConfig):
         super().__init__()
-        self.tokens = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_token_id)
-        self.positions = nn.Embedding(cfg.max_positions, cfg.d_model)
-        self.token_types = nn.Embedding(cfg.type_vocab_size, cfg.d_model)
-        self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.tokens = nn.Embedding(cfg.vocab_size, cfg.n_embd, padding_idx=cfg.pad_token_id)
+        self.positions = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.token_types = nn.Embedding(cfg.type_vocab_size, cfg.n_embd)
+        self.norm = nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
@@ -121,9 +134,9 @@ class MaskedLMHead(nn.Module):
 
     def __init__(self, cfg: BertConfig, token_embedding: nn.Embedding):
         super().__init__()
-        self.transform = nn.Linear(cfg.d_model, cfg.d_model)
-        self.act = nn.GELU(approximate="tanh" if cfg.activation == "gelu_tanh" else "none")
-        self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.transform = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.act = nn.GELU(approximate="tanh" if cfg.mlp == "gelu_tanh" else "none")
+        self.norm = nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
         self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
         # Tied: predicting token v uses the same vector that represents v at the input (fewer parameters, and the
         # two roles help each other learn). Held by reference, not registered twice in state_dict.
@@ -132,19 +145,6 @@ class MaskedLMHead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         h = self.norm(self.act(self.transform(hidden)))
         return nn.functional.linear(h, self._decoder[0].weight, self.bias)
-
-
-def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of the real tokens' states: ``hidden (B, T, D)``, ``attention_mask (B, T)`` (1 = token) → ``(B, D)``.
-
-    >>> masked_mean(torch.tensor([[[1.0], [3.0], [100.0]]]), torch.tensor([[1, 1, 0]]))
-    tensor([[2.]])
-    """
-    if attention_mask is None:
-        return hidden.mean(dim=1)
-    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
-    # clamp: an all-padding row gives zeros, not NaN
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)  # (B, D) / (B, 1)
 
 
 class Bert(nn.Module):
@@ -161,16 +161,16 @@ class Bert(nn.Module):
         self.blocks = nn.ModuleList(
             Block(
                 BlockConfig(
-                    n_embd=cfg.d_model, n_head=cfg.n_heads, ffn_hidden=cfg.d_ff, mlp=cfg.activation,
-                    norm="layer", norm_eps=cfg.layer_norm_eps, dropout=cfg.dropout, prenorm=False,
+                    n_embd=cfg.n_embd, n_head=cfg.n_head, ffn_hidden=cfg.ffn_hidden, mlp=cfg.mlp,
+                    norm="layer", norm_eps=cfg.norm_eps, dropout=cfg.dropout, prenorm=False,
                 ),
                 layer_idx=i,
             )
-            for i in range(cfg.n_layers)
+            for i in range(cfg.n_layer)
         )
-        self.pooler = nn.Linear(cfg.d_model, cfg.d_model) if cfg.use_pooler else None
+        self.pooler = nn.Linear(cfg.n_embd, cfg.n_embd) if cfg.use_pooler else None
         self.mlm = MaskedLMHead(cfg, self.embed.tokens) if cfg.head == "mlm" else None
-        self.classifier = nn.Linear(cfg.d_model, cfg.n_labels) if cfg.head in ("classify", "tag") else None
+        self.classifier = nn.Linear(cfg.n_embd, cfg.n_labels) if cfg.head in ("classify", "tag") else None
         self.head_drop = nn.Dropout(cfg.classifier_dropout)
         if cfg.head == "classify" and cfg.classifier_pooling == "cls" and self.pooler is None:
             raise ConfigError("BertConfig: the 'classify' head reads the pooler; set use_pooler=True")
@@ -186,6 +186,35 @@ class Bert(nn.Module):
                 with torch.no_grad():
                     module.weight[module.padding_idx].zero_()
 
+    @classmethod
+    def from_state_dict(
+        cls, config: BertConfig, state_dict: dict[str, torch.Tensor], source: str = "state dict",
+        dtype: torch.dtype | None = None,
+    ) -> Bert:
+        """Build a model from lmforge-named tensors (the masked-LM decoder is the token embedding, never stored).
+
+        Every parameter must be present with its exact shape; otherwise a :class:`~lmforge.errors.FormatError` names
+        ``source`` and the tensor.
+        """
+        with torch.device("meta"):
+            model = cls(config)
+        expected = {k: v.shape for k, v in model.state_dict().items()}
+        missing = sorted(set(expected) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(expected))
+        if missing or unexpected:
+            raise FormatError(f"{source}: missing tensor(s) {missing[:5]}, unexpected tensor(s) {unexpected[:5]}")
+        for name, shape in expected.items():
+            if tuple(state_dict[name].shape) != tuple(shape):
+                raise FormatError(
+                    f"{source}: tensor {name!r} has shape {tuple(state_dict[name].shape)}, expected {tuple(shape)}"
+                )
+        if dtype is not None:
+            state_dict = {k: v.to(dtype) for k, v in state_dict.items()}
+        model.load_state_dict(state_dict, assign=True)
+        if model.mlm is not None:  # the decoder is held by reference: point it at the assigned embedding
+            model.mlm._decoder = [model.embed.tokens]
+        return model
+
     # -- the encoder ------------------------------------------------------------------------------------------
     def encode(
         self,
@@ -197,9 +226,9 @@ class Bert(nn.Module):
         if input_ids.dim() != 2:
             raise InputError(f"Bert: input_ids must be (batch, time), got shape {tuple(input_ids.shape)}")
         T = input_ids.shape[1]
-        if T > self.config.max_positions:
+        if T > self.config.block_size:
             raise InputError(
-                f"Bert: sequence length {T} exceeds max_positions={self.config.max_positions}; truncate the input"
+                f"Bert: sequence length {T} exceeds block_size={self.config.block_size}; truncate the input"
             )
         x = self.embed(input_ids, token_type_ids)  # (B, T, D)
         mask = None
@@ -226,7 +255,7 @@ class Bert(nn.Module):
             return self.mlm(hidden)  # (B, T, V)
         if kind == "classify":
             if self.config.classifier_pooling == "mean":
-                sentence = masked_mean(hidden, attention_mask)  # (B, D)
+                sentence = pool(hidden, attention_mask, ["mean"])  # (B, D)
             else:
                 sentence = self.pool(hidden)  # (B, D)
             return self.classifier(self.head_drop(sentence))  # (B, n_labels)

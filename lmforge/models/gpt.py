@@ -115,22 +115,6 @@ class GPTConfig:
             raise ConfigError(f"{source}: {e}") from None
 
 
-# Named shapes (random init). gpt2 = GPT-2 small; the tiny ones are for tests and quick experiments.
-PRESETS: dict[str, GPTConfig] = {
-    "gpt2": GPTConfig(),
-    "gpt2-medium": GPTConfig(n_layer=24, n_head=16, n_embd=1024),
-    "tiny": GPTConfig(vocab_size=512, block_size=256, n_layer=4, n_head=4, n_embd=128),
-    "llama-tiny": GPTConfig(
-        vocab_size=512, block_size=256, n_layer=4, n_head=4, n_kv_head=2, n_embd=128, norm="rms", mlp="swiglu",
-        pos="rope", bias=False, tie_embeddings=False,
-    ),
-    "smollm2-135m": GPTConfig(
-        vocab_size=49152, block_size=8192, n_layer=30, n_head=9, n_kv_head=3, n_embd=576, ffn_hidden=1536,
-        norm="rms", norm_eps=1e-5, mlp="swiglu", pos="rope", rope_theta=100000.0, bias=False,
-    ),
-}
-
-
 class GPT(nn.Module):
     """Decoder-only language model. Parameters: ``wte`` (V, C), ``wpe`` (block_size, C; learned positions only),
     ``blocks`` (``n_layer`` × :class:`~lmforge.nn.block.Block`), ``norm_f``, ``lm_head`` (V, C; tied to ``wte``
@@ -270,5 +254,5 @@ class GPT(nn.Module):
         logits = self.lm_head(self.norm_f(x))  # (B, T, V)
         return (logits, attentions) if return_attn else logits
 
-    def num_params(self) -> int:
+    def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -350,6 +350,26 @@ class KeyedVectors:
         return cls(words, vectors, counts)
 
 
+def load_vectors(path: str | os.PathLike) -> KeyedVectors:
+    """Word vectors from a file, the format chosen by its suffix: ``.safetensors`` (lmforge's), ``.bin`` (word2vec
+    binary, as gensim writes it) or anything else as word2vec text. A missing file is an InputError naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such vectors file (train one with 'lmforge word2vec train --out {p}')")
+    if p.suffix == ".safetensors":
+        return KeyedVectors.load(p)
+    return KeyedVectors.load_word2vec_format(p, binary=p.suffix == ".bin")
+
+
+def save_vectors(kv: KeyedVectors, path: str | os.PathLike) -> None:
+    """Write word vectors in the format :func:`load_vectors` picks for the same suffix."""
+    p = Path(path)
+    if p.suffix == ".safetensors":
+        kv.save(p)
+    else:
+        kv.save_word2vec_format(p, binary=p.suffix == ".bin")
+
+
 def section_accuracy(section: dict) -> float:
     """Fraction correct in one analogy section (0.0 when it holds no evaluated question).
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from lmforge.errors import ConfigError, FormatError
 from lmforge.fileio import _fsync_dir
+from lmforge.models.vocabulary import upgrade_config_dict
 from lmforge.train.distributed import DistContext
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -178,7 +179,9 @@ def load_checkpoint(
     meta = read_meta(path)
     saved_config = meta.get("model_config")
     if expected_model_config is not None and saved_config is not None:
-        diffs = _config_differences(saved_config, json.loads(json.dumps(expected_model_config)))
+        current = json.loads(json.dumps(expected_model_config))
+        # checkpoints written before the one config vocabulary name BERT's fields the old way (d_model, ...)
+        diffs = _config_differences(upgrade_config_dict(saved_config, set(current)), current)
         if diffs:
             raise ConfigError(f"{path}: checkpoint was made for another model config — " + "; ".join(diffs))
     try:

@@ -381,7 +381,8 @@ def default_pooling(lm: Any) -> str:
 
 
 def _save_folder(model: nn.Module, lm: Any, folder: Path) -> None:
-    from lmforge.io.hf_bert import TOKENIZER_FILES, save_hf_bert, transformer_folder
+    from lmforge.io.hf_bert import TOKENIZER_FILES, save_hf_bert
+    from lmforge.io.hf_files import transformer_folder
     from lmforge.io.lmforge_format import CONFIG_FILE, save_model
 
     # lmforge.load prefers lmforge.json, transformers reads config.json + model.safetensors: a re-used out folder
@@ -424,7 +425,7 @@ def finetune(
     label per word). ``pooling`` ("cls" | "mean", classify/pair only): the classifier's input; None picks it from
     the model (:func:`default_pooling`). ``train_examples``/``eval_examples`` replace reading the files.
     """
-    import lmforge
+    from lmforge.io import load_parts
     from lmforge.models.bert import Bert
 
     if kind not in KINDS:
@@ -439,7 +440,7 @@ def finetune(
                 else read_examples(train_path, kind, columns, encoding))
     eval_ex = (list(eval_examples) if eval_examples is not None
                else read_examples(eval_path, kind, columns, encoding) if eval_path is not None else None)
-    lm = lmforge.load(model_path)
+    lm = load_parts(model_path)
     if not isinstance(lm.model, Bert):
         raise ConfigError(f"{model_path}: fine-tuning needs a BERT encoder, got {type(lm.model).__name__}")
     if kind == "tag":
@@ -448,7 +449,7 @@ def finetune(
         labels = sorted({e.label for e in train_ex})
     if len(labels) < 2:
         raise InputError(f"{train_path}: the training data holds only the label(s) {labels}; need at least 2")
-    max_length = min(max_length, lm.model.config.max_positions)
+    max_length = min(max_length, lm.model.config.block_size)
     if kind != "tag":
         pooling = pooling or default_pooling(lm)
     torch.manual_seed(seed)  # the new head's initial weights
@@ -481,16 +482,16 @@ class Prediction:
 
 def predict(model: Any, texts: Sequence[str], pairs: Sequence[str] | None = None, *, max_length: int = 512,
             batch_size: int = 32) -> list[Prediction]:
-    """Labels of ``texts`` (and ``pairs``) from a fine-tuned model (a path or an ``LM``): one label per text for a
-    classify head, one tag per whitespace-separated word for a tag head."""
-    import lmforge
+    """Labels of ``texts`` (and ``pairs``) from a fine-tuned model (a path, an ``LM`` or ``ModelParts``): one label
+    per text for a classify head, one tag per whitespace-separated word for a tag head."""
+    from lmforge.io import load_parts
 
-    lm = lmforge.load(model) if isinstance(model, (str, os.PathLike)) else model
+    lm = load_parts(model) if isinstance(model, (str, os.PathLike)) else model
     cfg = getattr(lm.model, "config", None)
     if getattr(cfg, "head", None) not in ("classify", "tag"):
         raise ConfigError(f"{lm.path}: predict needs a fine-tuned classification or tagging model "
                           f"(its config.json architecture is {getattr(cfg, 'head', '?')!r})")
-    max_length = min(max_length, cfg.max_positions)
+    max_length = min(max_length, cfg.block_size)
     if cfg.head == "classify":
         examples = [Example(t, cfg.labels[0], pairs[i] if pairs is not None else None) for i, t in enumerate(texts)]
         enc = encode_examples(lm.tokenizer, examples, "pair" if pairs is not None else "classify", cfg.labels,

@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmforge.errors import ConfigError, InputError
-from lmforge.models.bert import PRESETS, Bert, BertConfig
-from lmforge.train.loop import TrainConfig, TrainResult, train
+from lmforge.models.bert import Bert, BertConfig
+from lmforge.train.loop import TrainResult, train
+from lmforge.train.presets import resolve_preset
 
 IGNORE = -100  # label of positions that are not predicted (cross_entropy's ignore_index)
 
@@ -236,8 +237,7 @@ def pretrain_bert(
     from lmforge.data.corpus import iter_documents
     from lmforge.tokenizers import load_tokenizer, train_tokenizer
 
-    if preset not in PRESETS:
-        raise ConfigError(f"preset: expected one of {sorted(PRESETS)}, got {preset!r}")
+    model_fields, train_config = resolve_preset(preset, model_overrides, train_overrides, family="bert")
     sources = [str(s) for s in sources] or ["builtin"]
     if tokenizer_path is not None:
         tok = load_tokenizer(tokenizer_path)
@@ -255,14 +255,11 @@ def pretrain_bert(
     val_rows, train_rows = rows[:n_val], rows[n_val:]
     if len(train_rows) == 0:
         raise InputError("the text is too short for a training set; give more text or a smaller --seq-len")
-    fields = {**PRESETS[preset].to_dict(), "vocab_size": len(tok), "max_positions": max(seq_len, 512),
-              "head": "mlm", "pad_token_id": tok.pad_token_id or 0, **(model_overrides or {})}
-    config = BertConfig(**fields)
+    fields = {"vocab_size": len(tok), "block_size": max(seq_len, 512), "head": "mlm",
+              "pad_token_id": tok.pad_token_id or 0, **model_fields}
+    config = BertConfig.from_dict(fields, source="model config")
     if config.vocab_size < len(tok):
         raise ConfigError(f"vocab_size {config.vocab_size} is smaller than the tokenizer's {len(tok)} tokens")
-    tc_fields = {"steps": 1000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 100, "weight_decay": 0.01,
-                 "beta2": 0.999, **(train_overrides or {})}
-    train_config = TrainConfig(**tc_fields)
     specials = [i for i in (tok.cls_token_id, tok.sep_token_id, tok.pad_token_id) if i is not None]
     task = MaskedLMTask(
         train_rows, val_rows if len(val_rows) else train_rows[:1], mask_token_id=tok.mask_token_id,

@@ -53,8 +53,8 @@ def test_train_bert_then_fill_mask(tmp_path, capsys):
     text.write_text("\n\n".join(builtin_documents()[:12]), encoding="utf-8")
     out = tmp_path / "run"
     assert main(["train", "bert", "--text", str(text), "--out", str(out), "--vocab-size", "1000", "--seq-len", "32",
-                 "--steps", "8", "--batch-size", "8", "--d-model", "32", "--n-layers", "1", "--n-heads", "2",
-                 "--d-ff", "64", "--no-progress"]) == 0
+                 "--steps", "8", "--batch-size", "8", "--n-embd", "32", "--n-layer", "1", "--n-head", "2",
+                 "--ffn-hidden", "64", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "masked-token accuracy" in printed and "frequency baseline" in printed
     assert main(["fill-mask", "--model", str(out), "-k", "3", "the [MASK] statement"]) == 0
@@ -71,8 +71,8 @@ def test_train_bert_then_fill_mask(tmp_path, capsys):
 
 def test_finetune_and_predict(minilm_path, tmp_path, capsys):
     torch.manual_seed(0)
-    base = save_hf_bert(Bert(BertConfig(vocab_size=30522, d_model=32, n_layers=1, n_heads=2, d_ff=64,
-                                        max_positions=64, dropout=0.0)), tmp_path / "base",
+    base = save_hf_bert(Bert(BertConfig(vocab_size=30522, n_embd=32, n_layer=1, n_head=2, ffn_hidden=64,
+                                        block_size=64, dropout=0.0)), tmp_path / "base",
                         tokenizer_source=minilm_path)
     rows = ["text,sentiment"] + [f"{w} film,{'pos' if w == 'great' else 'neg'}" for w in ["great", "awful"] * 40]
     (tmp_path / "train.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
@@ -95,7 +95,7 @@ def test_errors_are_one_line(minilm_path, tmp_path, capsys):
     assert "no masked-LM head" in capsys.readouterr().err
     # A checkpoint whose vocabulary does not match its tokenizer.
     torch.manual_seed(0)
-    save_hf_bert(Bert(BertConfig(vocab_size=1000, d_model=16, n_layers=1, n_heads=2, d_ff=32)), tmp_path / "m",
+    save_hf_bert(Bert(BertConfig(vocab_size=1000, n_embd=16, n_layer=1, n_head=2, ffn_hidden=32)), tmp_path / "m",
                  tokenizer_source=minilm_path)
     assert main(["embed", "--model", str(tmp_path / "m"), "hello"]) == 1
     err = capsys.readouterr().err
@@ -112,8 +112,8 @@ def test_finetune_pooling_default_and_override(minilm_path, tmp_path, capsys):
     from lmforge.embed import SentenceConfig
 
     torch.manual_seed(0)
-    base = save_hf_bert(Bert(BertConfig(vocab_size=30522, d_model=32, n_layers=1, n_heads=2, d_ff=64,
-                                        max_positions=64, dropout=0.0)), tmp_path / "st",
+    base = save_hf_bert(Bert(BertConfig(vocab_size=30522, n_embd=32, n_layer=1, n_head=2, ffn_hidden=64,
+                                        block_size=64, dropout=0.0)), tmp_path / "st",
                         tokenizer_source=minilm_path, sentence_config=SentenceConfig(("mean",)))
     rows = ["text,label"] + [f"{w} film,{'pos' if w == 'great' else 'neg'}" for w in ["great", "awful"] * 40]
     (tmp_path / "train.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")

@@ -10,13 +10,14 @@ import torch
 import lmforge
 from lmforge.errors import ConfigError, FormatError
 from lmforge.io import detect_format, save_model
-from lmforge.models.gpt import GPT, PRESETS, GPTConfig
+from lmforge.models.gpt import GPT, GPTConfig
+from lmforge.train.presets import model_config
 
 
-@pytest.mark.parametrize("preset", ["tiny", "llama-tiny"])
+@pytest.mark.parametrize("preset", ["tiny", "tiny-llama"])
 def test_round_trip_gives_identical_logits(preset, tmp_path):
     torch.manual_seed(0)
-    model = GPT(PRESETS[preset]).eval()
+    model = GPT(model_config(preset)).eval()
     save_model(tmp_path, model, generation_config={"eos_token_id": [7]})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lmforge.json", "model.safetensors"]  # no temp files left
     meta = json.loads((tmp_path / "lmforge.json").read_text())
@@ -49,7 +50,7 @@ def test_bert_row_of_the_architecture_table(tmp_path):
     from lmforge.models.bert import Bert, BertConfig
 
     torch.manual_seed(0)
-    model = Bert(BertConfig(vocab_size=50, d_model=16, n_layers=1, n_heads=2, d_ff=32, max_positions=20,
+    model = Bert(BertConfig(vocab_size=50, n_embd=16, n_layer=1, n_head=2, ffn_hidden=32, block_size=20,
                             head="mlm")).eval()
     save_model(tmp_path, model)
     assert json.loads((tmp_path / "lmforge.json").read_text())["arch"] == "bert"
@@ -60,7 +61,7 @@ def test_bert_row_of_the_architecture_table(tmp_path):
 
 
 def test_errors_name_the_file(tmp_path):
-    model = GPT(PRESETS["tiny"])
+    model = GPT(model_config("tiny"))
     save_model(tmp_path / "m", model)
     meta_path = tmp_path / "m" / "lmforge.json"
     meta = json.loads(meta_path.read_text())

@@ -66,7 +66,7 @@ def test_load_gives_model_tokenizer_and_template(lm, hf_smollm2):
     assert lm.config.n_embd == hf_model.config.hidden_size
     assert lm.config.vocab_size == hf_model.config.vocab_size
     assert lm.config.n_kv_head == hf_model.config.num_key_value_heads
-    assert lm.model.num_params() == sum(p.numel() for p in hf_model.parameters())
+    assert lm.model.num_parameters() == sum(p.numel() for p in hf_model.parameters())
     assert lm.tokenizer.chat_template
 
 
@@ -133,7 +133,7 @@ def test_chat_reply_matches_transformers_greedy(lm, hf_smollm2):
     assert "".join(lm.chat(CONVERSATION, max_new_tokens=12, stream=True)) == expected
 
 
-def _reload(path, cache_root) -> tuple[lmforge.io.bundle.LM, float]:
+def _reload(path, cache_root) -> tuple[lmforge.lm.LM, float]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(cache.CACHE_ENV, str(cache_root))
         start = time.perf_counter()

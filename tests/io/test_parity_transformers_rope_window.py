@@ -16,7 +16,7 @@ import lmforge
 from lmforge.errors import ConfigError
 from lmforge.generate import generate_ids
 from lmforge.io import save_hf, save_model
-from lmforge.io.hf import config_from_hf
+from lmforge.io.hf_gpt import config_from_hf
 from lmforge.models.gpt import GPT, GPTConfig
 
 pytestmark = pytest.mark.xdist_group("hf_rope_window")

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from lmforge.errors import ConfigError, InputError
-from lmforge.models.bert import PRESETS, Bert, BertConfig
+from lmforge.models.bert import Bert, BertConfig
+from lmforge.train.presets import model_config
 
 
 def _tiny(**kw) -> BertConfig:
-    base = dict(vocab_size=50, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_positions=24, dropout=0.0)
+    base = dict(vocab_size=50, n_embd=16, n_layer=2, n_head=2, ffn_hidden=32, block_size=24, dropout=0.0)
     base.update(kw)
     return BertConfig(**base)
 
@@ -82,21 +83,21 @@ def test_with_head_keeps_the_encoder():
 
 def test_bad_config_and_input_are_clear_errors():
     with pytest.raises(ConfigError, match="divisible"):
-        BertConfig(d_model=10, n_heads=3)
+        BertConfig(n_embd=10, n_head=3)
     with pytest.raises(ConfigError, match="labels"):
         BertConfig(head="classify", labels=["only-one"])
     with pytest.raises(ConfigError, match="head"):
         BertConfig(head="seq2seq")
     model = Bert(_tiny())
-    with pytest.raises(InputError, match="max_positions"):
+    with pytest.raises(InputError, match="block_size"):
         model(torch.zeros(1, 25, dtype=torch.long))
     with pytest.raises(InputError, match="batch, time"):
         model(torch.zeros(5, dtype=torch.long))
 
 
 def test_presets_build():
-    cfg = PRESETS["bert-tiny"]
-    assert cfg.d_head * cfg.n_heads == cfg.d_model
+    cfg = model_config("bert-tiny")
+    assert cfg.head_dim * cfg.n_head == cfg.n_embd
 
 
 def test_lmforge_folder_round_trip(tmp_path, minilm_path):
@@ -106,7 +107,7 @@ def test_lmforge_folder_round_trip(tmp_path, minilm_path):
     from lmforge.tokenizers import load_tokenizer
 
     torch.manual_seed(0)
-    model = Bert(BertConfig(vocab_size=30522, d_model=16, n_layers=1, n_heads=2, d_ff=32, head="mlm")).eval()
+    model = Bert(BertConfig(vocab_size=30522, n_embd=16, n_layer=1, n_head=2, ffn_hidden=32, head="mlm")).eval()
     save_model(tmp_path, model, load_tokenizer(minilm_path))
     lm = lmforge.load(tmp_path)
     ids = torch.tensor([[101, 7592, 103, 102]])

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from lmforge.errors import ConfigError, InputError
-from lmforge.models.gpt import GPT, PRESETS, GPTConfig
+from lmforge.models.gpt import GPT, GPTConfig
+from lmforge.train.presets import model_config
 
 TINY = dict(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=32)
 VARIANTS = {
@@ -107,7 +108,7 @@ def test_errors_name_the_problem():
 
 
 def test_presets_and_config_round_trip():
-    cfg = PRESETS["smollm2-135m"]
+    cfg = model_config("smollm2-135m")
     assert GPTConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.head_dim == 64 and cfg.n_kv_head == 3
-    assert GPT(PRESETS["tiny"]).num_params() > 0
+    assert GPT(model_config("tiny")).num_parameters() > 0

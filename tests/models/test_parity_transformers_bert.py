@@ -18,7 +18,8 @@ from transformers import (
 )
 
 from lmforge.errors import FormatError
-from lmforge.io.hf_bert import config_from_hf, load_bert, model_from_hf_weights, read_weights, save_hf_bert
+from lmforge.io.hf_bert import config_from_hf, load_hf_bert, model_from_hf_weights, save_hf_bert
+from lmforge.io.hf_files import read_hf_weights
 
 ARCHS = [BertModel, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification]
 
@@ -59,7 +60,7 @@ def test_import_matches_transformers(arch, tmp_path):
     ref = arch(_hf_config()).eval()
     ref.save_pretrained(tmp_path)
     cfg = config_from_hf(json.loads((tmp_path / "config.json").read_text()))
-    ours = model_from_hf_weights(cfg, read_weights(tmp_path)).eval()
+    ours = model_from_hf_weights(cfg, read_hf_weights(tmp_path)).eval()
     ids, mask, types = _inputs()
     expected = _hf_out(ref, ids, mask, types)
     with torch.no_grad():
@@ -74,7 +75,7 @@ def test_export_loads_in_transformers(arch, tmp_path):
     ref = arch(_hf_config(hidden_act="gelu_new")).eval()
     ref.save_pretrained(tmp_path / "src")
     cfg = config_from_hf(json.loads((tmp_path / "src" / "config.json").read_text()))
-    ours = model_from_hf_weights(cfg, read_weights(tmp_path / "src"))
+    ours = model_from_hf_weights(cfg, read_hf_weights(tmp_path / "src"))
     save_hf_bert(ours, tmp_path / "out")
     back = arch.from_pretrained(tmp_path / "out").eval()
     ids, mask, types = _inputs()
@@ -86,8 +87,8 @@ def test_export_loads_in_transformers(arch, tmp_path):
 def test_real_minilm_hidden_states_match(minilm_path):
     ref = BertModel.from_pretrained(minilm_path).eval()
     cfg = config_from_hf(json.loads((minilm_path / "config.json").read_text()))
-    ours = model_from_hf_weights(cfg, read_weights(minilm_path)).eval()
-    assert (cfg.d_model, cfg.n_layers, cfg.vocab_size) == (384, 6, 30522)
+    ours = model_from_hf_weights(cfg, read_hf_weights(minilm_path)).eval()
+    assert (cfg.n_embd, cfg.n_layer, cfg.vocab_size) == (384, 6, 30522)
     ids = torch.tensor([
         [101, 7592, 2088, 2003, 1037, 3231, 102, 0, 0],
         [101, 2023, 2003, 2178, 6251, 1012, 2009, 2003, 102],
@@ -106,7 +107,25 @@ def test_mismatched_weights_are_a_clear_error(tmp_path):
     hf["hidden_size"] = 64  # config.json no longer describes the weights
     hf["num_attention_heads"] = 4
     with pytest.raises(FormatError, match="shape"):
-        model_from_hf_weights(config_from_hf(hf), read_weights(tmp_path))
+        model_from_hf_weights(config_from_hf(hf), read_hf_weights(tmp_path))
     with pytest.raises(FormatError, match="config.json"):
         (tmp_path / "config.json").write_text("{not json")
-        load_bert(tmp_path)
+        load_hf_bert(tmp_path)
+
+
+def test_sharded_checkpoint_loads(tmp_path):
+    """A BERT saved in shards (model.safetensors.index.json + several files) loads like a single-file one."""
+    import lmforge
+
+    torch.manual_seed(0)
+    ref = BertForMaskedLM(_hf_config()).eval()
+    ref.save_pretrained(tmp_path, max_shard_size="40KB")
+    assert (tmp_path / "model.safetensors.index.json").exists() and not (tmp_path / "model.safetensors").exists()
+    assert len(list(tmp_path.glob("model-*.safetensors"))) > 1
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+                                                  + [f"w{i}" for i in range(94)]) + "\n")  # the config's 99
+    ours = lmforge.load(tmp_path).model
+    ids, mask, types = _inputs()
+    with torch.no_grad():
+        got = ours(ids, mask, types)
+    assert _max_err(got, _hf_out(ref, ids, mask, types), mask) <= 1e-4

@@ -80,3 +80,16 @@ def test_analogy_file_errors(kv, tmp_path):
     empty.write_text(": section\n")
     with pytest.raises(FormatError, match="no analogy questions"):
         kv.evaluate_word_analogies(empty)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".bin", ".txt"])
+def test_load_vectors_reads_what_save_vectors_wrote_by_suffix(kv, tmp_path, suffix):
+    from lmforge.represent import load_vectors, save_vectors
+
+    path = tmp_path / f"vectors{suffix}"
+    save_vectors(kv, path)
+    back = load_vectors(path)
+    assert back.index_to_key == kv.index_to_key
+    np.testing.assert_allclose(back.vectors, kv.vectors, rtol=1e-6, atol=1e-6)  # text keeps 6+ significant digits
+    with pytest.raises(InputError, match="no such vectors file"):
+        load_vectors(tmp_path / "missing.bin")

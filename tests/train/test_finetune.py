@@ -35,7 +35,7 @@ def tiny_bert(minilm_path, tmp_path_factory):
     """A tiny randomly initialised BERT with the real MiniLM WordPiece vocabulary, as an HF folder."""
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-bert")
-    model = Bert(BertConfig(vocab_size=30522, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_positions=64,
+    model = Bert(BertConfig(vocab_size=30522, n_embd=32, n_layer=2, n_head=2, ffn_hidden=64, block_size=64,
                             dropout=0.0))
     return save_hf_bert(model, folder, tokenizer_source=minilm_path)
 
@@ -228,7 +228,7 @@ def tiny_sentence_bert(minilm_path, tmp_path_factory):
     """The tiny BERT as a sentence-transformers folder that mean-pools (modules.json, 1_Pooling/config.json)."""
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-st")
-    model = Bert(BertConfig(vocab_size=30522, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_positions=64,
+    model = Bert(BertConfig(vocab_size=30522, n_embd=32, n_layer=2, n_head=2, ffn_hidden=64, block_size=64,
                             dropout=0.0))
     return save_hf_bert(model, folder, tokenizer_source=minilm_path, sentence_config=SentenceConfig(("mean",)))
 

@@ -85,7 +85,7 @@ def test_tiny_bert_learns_a_small_text(tmp_path):
     rows = chunk_tokens([[index[w] for w in words]], 32, cls_id=1, sep_id=2)
     task = MaskedLMTask(rows, rows, mask_token_id=3, special_ids=[0, 1, 2], vocab_size=len(vocab), seed=0)
     torch.manual_seed(0)
-    model = Bert(BertConfig(vocab_size=len(vocab), d_model=64, n_layers=2, n_heads=2, d_ff=128, max_positions=32,
+    model = Bert(BertConfig(vocab_size=len(vocab), n_embd=64, n_layer=2, n_head=2, ffn_hidden=128, block_size=32,
                             head="mlm", dropout=0.0))
     before = masked_accuracy(model, task.eval_batches(32))
     result = train(model, task, TrainConfig(steps=800, batch_size=32, lr=3e-3, warmup_steps=10, eval_every=0,

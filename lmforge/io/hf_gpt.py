@@ -5,15 +5,15 @@ to the layout ``transformers`` loads.
 A folder holds ``config.json`` (``model_type`` picks the architecture), the weights (``model.safetensors``,
 a sharded ``model.safetensors.index.json``, or ``pytorch_model.bin`` read with ``weights_only=True``), and usually
 ``tokenizer.json`` and ``generation_config.json``. Parameter names are translated by ONE table per architecture
-(:data:`NAME_TABLES`); lmforge fuses Q|K|V into ``qkv`` and gate|up into ``gate_up``, so some rows list several
-HF tensors that are stacked along the rows (and split again on export).
+(:data:`NAME_TABLES`, lists of :class:`~lmforge.io.weight_names.Row`); lmforge fuses Q|K|V into ``qkv`` and
+gate|up into ``gate_up``, so some rows list several HF tensors that are stacked along the rows (and split again on
+export).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +21,14 @@ import torch
 
 from lmforge.errors import ConfigError, FormatError
 from lmforge.fileio import atomic_write_text, atomic_write_with
+from lmforge.io.hf_files import read_generation_config, read_hf_config, read_hf_weights
+from lmforge.io.model_parts import ModelParts
+from lmforge.io.tokenizer_files import read_tokenizer_files, write_tokenizer_files
+from lmforge.io.weight_names import Row, expand_rows
+from lmforge.io.weight_names import row as _r
 from lmforge.models.gpt import GPT, GPTConfig
 
 SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "mistral", "mixtral", "qwen2")
-
-
-@dataclass(frozen=True)
-class Row:
-    """lmforge parameter ← HF tensor(s). ``{i}``: block index, ``{e}``: expert index. ``transpose``: GPT-2's
-    ``Conv1D`` stores weights as ``(in, out)``; several ``theirs`` are stacked along dim 0 in order."""
-
-    ours: str
-    theirs: tuple[str, ...]
-    transpose: bool = False
-
-
-def _r(ours: str, *theirs: str, transpose: bool = False) -> Row:
-    return Row(ours, theirs, transpose)
 
 
 _LLAMA_ATTN_AND_NORMS = [
@@ -94,19 +85,6 @@ NAME_TABLES["mistral"] = NAME_TABLES["qwen2"] = NAME_TABLES["llama"]
 
 
 # ---------------------------------------------------------------- configs
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise FormatError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise FormatError(f"{path}: expected a JSON object")
-    return data
 
 
 def _get(hf: dict, key: str, source: str, default: Any = ...) -> Any:
@@ -307,47 +285,7 @@ def config_to_hf(cfg: GPTConfig) -> dict:
 
 
 def _expand(table: list[Row], cfg: GPTConfig) -> list[Row]:
-    """Rows with ``{i}`` / ``{e}`` filled in for every block / expert."""
-    rows = []
-    for row in table:
-        for i in range(cfg.n_layer) if "{i}" in row.ours else [0]:
-            for e in range(cfg.n_expert) if "{e}" in row.ours else [0]:
-                theirs = tuple(t.format(i=i, e=e) for t in row.theirs)
-                rows.append(Row(row.ours.format(i=i, e=e), theirs, row.transpose))
-    return rows
-
-
-def read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    """All tensors of an HF folder by name, from safetensors (single or sharded) or ``pytorch_model.bin``."""
-    from safetensors.torch import load_file
-
-    def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-        try:
-            return load_file(str(path))
-        except FileNotFoundError:
-            raise FormatError(f"{path}: file not found") from None
-        except Exception as e:  # safetensors raises its own error types for corrupt/truncated files
-            raise FormatError(f"{path}: not a readable safetensors file ({e})") from None
-
-    if (folder / "model.safetensors").exists():
-        return load_safetensors(folder / "model.safetensors")
-    index = folder / "model.safetensors.index.json"
-    if index.exists():
-        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
-        if not shards:
-            raise FormatError(f"{index}: 'weight_map' is missing or empty")
-        weights: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            weights.update(load_safetensors(folder / shard))
-        return weights
-    bin_path = folder / "pytorch_model.bin"
-    if bin_path.exists():
-        try:
-            return torch.load(bin_path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise FormatError(f"{bin_path}: cannot be read as a PyTorch state dict ({e})") from None
-    raise FormatError(f"{folder}: no weights found (expected model.safetensors, model.safetensors.index.json "
-                      "or pytorch_model.bin)")
+    return expand_rows(table, cfg.n_layer, cfg.n_expert)
 
 
 def state_dict_from_hf(
@@ -407,52 +345,28 @@ def state_dict_to_hf(model: GPT) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------- folders
 
 
-def read_generation_config(folder: Path, hf_config: dict | None = None) -> dict:
-    """eos/bos/pad ids: ``generation_config.json`` first, then ``config.json``. ``eos_token_id`` is a list."""
-    gen = _read_json(folder / "generation_config.json") if (folder / "generation_config.json").exists() else {}
-    hf_config = hf_config or {}
-    out = {}
-    for key in ("eos_token_id", "bos_token_id", "pad_token_id"):
-        value = gen.get(key, hf_config.get(key))
-        if value is not None:
-            out[key] = value
-    eos = out.get("eos_token_id")
-    if eos is not None and not isinstance(eos, list):
-        out["eos_token_id"] = [eos]
-    return out
-
-
-def is_hf_folder(path: Path) -> bool:
-    return path.is_dir() and (path / "config.json").exists()
-
-
-def load_hf(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float32, **_: Any) -> Any:
-    """``lmforge.load`` for an HF GPT-2 / Llama / Mistral / Mixtral / Qwen2 folder → :class:`~lmforge.io.bundle.LM`."""
-    from lmforge.io.bundle import LM, load_folder_tokenizer
-
+def load_hf_gpt(path: str | os.PathLike, *, dtype: torch.dtype | None = torch.float32, **_: Any) -> ModelParts:
+    """The loader for an HF GPT-2 / Llama / Mistral / Mixtral / Qwen2 folder (:func:`lmforge.load` wraps the parts
+    into an ``LM``)."""
     folder = Path(path)
     if not folder.is_dir():
         raise FormatError(f"{folder}: not a folder (expected a Hugging Face model folder with config.json)")
-    hf = _read_json(folder / "config.json")
+    hf = read_hf_config(folder / "config.json")
     cfg = config_from_hf(hf, str(folder / "config.json"))
     model_type = hf["model_type"]
-    state = state_dict_from_hf(read_weights(folder), cfg, model_type, str(folder))
+    state = state_dict_from_hf(read_hf_weights(folder), cfg, model_type, str(folder))
     model = GPT.from_state_dict(cfg, state, str(folder), dtype=dtype).eval()
-    return LM(
-        model=model, tokenizer=load_folder_tokenizer(folder), config=cfg,
-        generation_config=read_generation_config(folder, hf), path=folder,
-    )
+    return ModelParts(model=model, tokenizer=read_tokenizer_files(folder), config=cfg,
+                      generation_config=read_generation_config(folder, hf), path=folder)
 
 
-def save_hf(
+def save_hf_gpt(
     folder: str | os.PathLike, model: GPT, tokenizer: Any = None, generation_config: dict | None = None
 ) -> Path:
     """Write ``model`` as an HF folder (``config.json``, ``model.safetensors``, ``generation_config.json``, and
     ``tokenizer.json`` when a tokenizer is given), every file atomically. ``transformers`` loads the result with
     ``AutoModelForCausalLM.from_pretrained(folder)``."""
     from safetensors.torch import save_file
-
-    from lmforge.io.lmforge_format import write_tokenizer_files
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

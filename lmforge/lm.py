@@ -1,46 +1,30 @@
-"""The one object users hold: ``lm = lmforge.load(path)`` → :class:`LM` (model + tokenizer + config)."""
+"""The one object users hold: ``lm = lmforge.load(path)`` → :class:`LM` (model + tokenizer + config).
+
+It sits above the orchestration layer: :func:`load` asks :mod:`lmforge.io` for the model's parts, and the methods are
+thin calls into :mod:`lmforge.generate`, :mod:`lmforge.chat` and :mod:`lmforge.embed`.
+"""
 
 from __future__ import annotations
 
-import json
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lmforge.errors import FormatError
+from lmforge.io import ModelParts, load_parts
 
 
-def load_folder_tokenizer(folder: Path) -> Any:
-    """The folder's ``tokenizer.json`` as an lmforge ``Tokenizer`` (None when there is none); a chat template
-    from ``tokenizer_config.json`` is attached when the tokenizer itself has none."""
-    path = folder / "tokenizer.json"
-    if not path.exists():
-        return None
-    from lmforge.tokenizers import Tokenizer
+def load(path: str | os.PathLike, **options: Any) -> LM:
+    """Open an lmforge model folder, a Hugging Face model folder or a ``.gguf`` file → :class:`LM`.
 
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: not valid JSON ({e})") from None
-    tokenizer = Tokenizer.from_hf_json(obj, where=str(path))
-    config_path = folder / "tokenizer_config.json"
-    if config_path.exists():
-        try:
-            extra = json.loads(config_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise FormatError(f"{config_path}: not valid JSON ({e})") from None
-        extra = extra if isinstance(extra, dict) else {}
-        if isinstance(extra.get("chat_template"), str) and not getattr(tokenizer, "chat_template", None):
-            tokenizer.chat_template = extra["chat_template"]
-        for role in ("bos", "eos", "pad", "unk"):
-            # tokenizer.json has no notion of roles: the eos/bos/pad tokens are named here, and win over guesses
-            token = extra.get(f"{role}_token")
-            if isinstance(token, dict):  # older files: {"content": "<s>", ...}
-                token = token.get("content")
-            if isinstance(token, str) and tokenizer.token_to_id(token) is not None:
-                setattr(tokenizer, f"{role}_token", token)
-    return tokenizer
+    ``options`` go to the format's loader (e.g. ``dtype=torch.bfloat16``; ``cache=False`` for GGUF).
+
+    >>> lm = lmforge.load("path/to/model")                   # doctest: +SKIP
+    >>> lm.generate("The capital of France is", max_new_tokens=5)  # doctest: +SKIP
+    """
+    return LM.from_parts(load_parts(path, **options))
 
 
 class LM:
@@ -69,6 +53,12 @@ class LM:
         self.generation_config = dict(generation_config or {})
         self.path = Path(path) if path is not None else None
         self.sentence_config = sentence_config  # encoders: how token states are pooled (lmforge.embed)
+
+    @classmethod
+    def from_parts(cls, parts: ModelParts) -> LM:
+        """The LM of what a loader read (:func:`lmforge.io.load_parts`)."""
+        return cls(parts.model, parts.tokenizer, parts.config, generation_config=parts.generation_config,
+                   path=parts.path, sentence_config=parts.sentence_config)
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.model.parameters())
@@ -102,7 +92,7 @@ class LM:
 
         return stream(self, prompt, **options)
 
-    # ------------------------------------------------------------------ chat (lmforge.chat) — GGUF engineer
+    # ------------------------------------------------------------------ chat (lmforge.chat)
     def chat(self, messages: list[dict[str, Any]], *, stream: bool = False, **options: Any) -> str | Iterator[str]:
         """The assistant's reply to ``messages`` (``[{"role": "user", "content": "Hi"}, ...]``), rendered with the
         model's chat template (:func:`lmforge.chat.chat_prompt`) and decoded with the ``generate`` options;
@@ -114,7 +104,7 @@ class LM:
         prompt = without_added_bos(self.tokenizer, chat_prompt(self.tokenizer, messages))
         return self.stream(prompt, **options) if stream else self.generate(prompt, **options)
 
-    # ------------------------------------------------------------------ embed (lmforge.embed) — BERT engineer
+    # ------------------------------------------------------------------ embed (lmforge.embed)
     def embed(self, texts: list[str], batch_size: int = 32) -> Any:
         """Sentence embeddings ``numpy.ndarray (N, D)`` of an encoder, pooled as its sentence-transformers config
         says (``self.sentence_config``; none: mean pooling, no normalisation). See :func:`lmforge.embed.embed`."""
@@ -125,3 +115,12 @@ class LM:
         if self.tokenizer is None:
             raise FormatError(f"{self.path}: the model has no tokenizer (vocab.txt or tokenizer.json)")
         return embed(self.model, self.tokenizer, texts, batch_size, self.sentence_config)
+
+    # ------------------------------------------------------------------ fill-mask (lmforge.fill_mask)
+    def fill_mask(self, text: str, top_k: int = 5) -> list[list[Any]]:
+        """For each mask token in ``text``, the ``top_k`` likeliest tokens (:func:`lmforge.fill_mask.fill_mask`)."""
+        from lmforge.fill_mask import fill_mask
+
+        if self.tokenizer is None:
+            raise FormatError(f"{self.path}: the model has no tokenizer (vocab.txt or tokenizer.json)")
+        return fill_mask(self.model, self.tokenizer, text, top_k)
