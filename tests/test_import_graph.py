@@ -51,8 +51,6 @@ LAYERS: dict[str, int] = {
 LAYER_NAMES = ["ground", "text", "nn", "models", "orchestration", "lm", "faces"]
 NO_TORCH = ("tokenizers",)  # DESIGN: tokenizers/ imports no torch
 # Known cycles, each with the reason it is tolerated; the test fails when one is gone, so the entry gets removed.
-# tokenizer.py imports formats.py lazily (Tokenizer.from_hf_json/to_hf_json/save) and formats.py imports Tokenizer at
-# the top: harmless at run time, and untied by the tokenizers refactor (lmforge/tokenizers/ is not this change's).
 ALLOWED_CYCLES: list[list[str]] = []
 
 
