@@ -85,7 +85,7 @@ MUTATIONS = [
              ("tests/nn/test_attention.py",), "query heads paired with the wrong key/value head"),
     Mutation("kv_cache_overwrites", "KVCache.update", "self.k[layer, :, :, self.length : end] = k",
              "self.k[layer, :, :, 0 : end - self.length] = k",
-             ("tests/test_generate.py",), "the cache writes new keys over the oldest ones"),
+             ("tests/models/test_parity_transformers_gpt.py",), "the cache writes new keys over the oldest ones"),
     # ---------------------------------------------------------------- decoding
     Mutation("temperature_ignored", "iter_tokens", "logits = logits / temperature", "logits = logits",
              ("tests/test_sampling_stats.py",), "sampling ignores the temperature"),
