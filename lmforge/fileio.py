@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -91,6 +92,80 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+def aside_path(path: str | os.PathLike) -> Path:
+    """Where :func:`atomic_folder` keeps the previous folder during the swap: ``runs/m`` → ``runs/.m.old``."""
+    path = Path(path)
+    return path.parent / f".{path.name}.old"
+
+
+def recover_folder(path: str | os.PathLike) -> None:
+    """Finish or undo a folder swap that a crash interrupted: a folder moved aside with nothing moved in its
+    place goes back under its name; an aside folder left beside a complete new one is deleted."""
+    path, aside = Path(path), aside_path(path)
+    if not aside.exists():
+        return
+    if path.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(aside, path)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, keep: Callable[[str], bool] = lambda name: False) -> Iterator[Path]:
+    """Build a folder under a temp name beside ``path`` (yielded); on clean exit swap it in as a whole.
+
+    The swap: entries of the existing folder that ``keep(name)`` accepts and the new folder lacks are hard-linked
+    into the new one (no data copied, the old folder untouched), the old folder is renamed aside
+    (:func:`aside_path`), the new one renamed in, the old one deleted. At every instant ``path`` holds the old
+    folder or the complete new one, except between the two renames, where the old one sits aside — which
+    :func:`recover_folder` (called by loaders and by the next save) puts back. On an error nothing changes.
+
+    >>> with atomic_folder("model") as tmp:  # doctest: +SKIP
+    ...     (tmp / "weights.bin").write_bytes(b"...")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recover_folder(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path}: exists and is not a folder")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            for entry in path.iterdir():
+                if keep(entry.name) and not (tmp / entry.name).exists():
+                    _link_tree(entry, tmp / entry.name)
+        for f in tmp.rglob("*"):
+            if f.is_file() and not f.is_symlink():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        aside = aside_path(path)
+        if path.exists():
+            os.replace(path, aside)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        shutil.rmtree(aside, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` (a file or a folder, recursively) at ``dst``; copy where links are not possible."""
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, dst, symlinks=True, copy_function=link)
+    else:
+        link(str(src), str(dst))
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -53,7 +53,7 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
     ``penalty`` and multiply a negative one by it, making repeats less likely. ``logits (N, V)``.
 
     >>> apply_repetition_penalty(torch.tensor([[2.0, -1.0, 3.0]]), torch.tensor([[0, 1]]), 2.0)
-    tensor([[ 1.0000, -2.0000,  3.0000]])
+    tensor([[ 1., -2.,  3.]])
     """
     score = logits.gather(1, seen)
     score = torch.where(score < 0, score * penalty, score / penalty)

@@ -39,3 +39,82 @@ def test_atomic_write_with_path_writer(tmp_path):
     atomic_write_with(target, lambda tmp: open(tmp, "wb").write(b"complete"))
     assert target.read_bytes() == b"complete"
     assert [p.name for p in target.parent.iterdir()] == ["w.bin"]
+
+
+# ---------------------------------------------------------------- whole folders
+
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_atomic_folder_swaps_the_whole_folder_and_keeps_what_it_is_told(tmp_path):
+    from lmforge.fileio import atomic_folder
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights-old-shard.bin").write_bytes(b"stale")
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "step-1.bin").write_bytes(b"ckpt")
+    with atomic_folder(folder, keep=lambda name: name == "checkpoints") as tmp:
+        assert tmp != folder and tmp.parent == folder.parent
+        (tmp / "weights.bin").write_bytes(b"new")
+        assert _tree(folder) == {"weights-old-shard.bin": b"stale", "checkpoints/step-1.bin": b"ckpt"}  # untouched
+    assert _tree(folder) == {"weights.bin": b"new", "checkpoints/step-1.bin": b"ckpt"}  # the stale shard is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temp or aside folder left
+
+
+def test_atomic_folder_error_changes_nothing(tmp_path):
+    from lmforge.fileio import atomic_folder
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_folder(folder) as tmp:
+        (tmp / "a.bin").write_bytes(b"half")
+        raise RuntimeError("disk full")
+    assert _tree(folder) == {"a.bin": b"old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+KILLER = """
+import os, signal, sys
+from pathlib import Path
+import lmforge.fileio as fileio
+
+calls = []
+real_replace = os.replace
+def replace(a, b):
+    calls.append((a, b))
+    if len(calls) == int(sys.argv[2]):  # die at the n-th rename of the swap
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(a, b)
+fileio.os.replace = replace
+with fileio.atomic_folder(sys.argv[1]) as tmp:
+    (tmp / "a.bin").write_bytes(b"new" * 1000)
+"""
+
+
+@pytest.mark.parametrize("die_at", [1, 2])
+def test_a_save_killed_midway_loses_nothing(tmp_path, die_at):
+    """SIGKILL at the first rename (old moved aside) or the second (new moved in): afterwards the folder holds the
+    old content or the complete new one, never a mix, and never nothing once recovered."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lmforge.fileio import aside_path, recover_folder
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(b"old")
+    (folder / "b.bin").write_bytes(b"old-only")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(folder), str(die_at)], env=env, timeout=120)
+    assert proc.returncode == -9
+    if die_at == 2:  # killed between the renames: the old folder is aside, nothing under the name yet
+        assert not folder.exists() and aside_path(folder).exists()
+    recover_folder(folder)
+    assert _tree(folder) == {"a.bin": b"old", "b.bin": b"old-only"}
+    assert not aside_path(folder).exists()

@@ -177,7 +177,8 @@ def open_tokens(folder: str | os.PathLike) -> TokenData:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         dtype = np.dtype(manifest["dtype"])
         counts = {split: int(manifest[f"{split}_tokens"]) for split in ("train", "val")}
-    except (ValueError, KeyError, TypeError) as e:
+        vocab_size = int(manifest["vocab_size"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise FormatError(f"{manifest_path}: not a valid token manifest ({e})") from None
     arrays = {}
     for split, count in counts.items():
@@ -187,6 +188,12 @@ def open_tokens(folder: str | os.PathLike) -> TokenData:
             raise FormatError(f"{path}: expected {count} {dtype.name} tokens ({count * dtype.itemsize} bytes), "
                               f"found {'no file' if size < 0 else f'{size} bytes'}")
         arrays[split] = np.memmap(path, dtype=dtype, mode="r", shape=(count,))
+        # One pass over the ids (memory-bandwidth bound): an id the model cannot embed would otherwise surface
+        # as an index error deep inside training, or never if no sampled window happened to hold it.
+        if count and int(arrays[split].max()) >= vocab_size:
+            bad = int(np.argmax(arrays[split] >= vocab_size))
+            raise FormatError(f"{path}: token {bad} is id {int(arrays[split][bad])}, outside the vocabulary "
+                              f"(vocab_size {vocab_size} in {manifest_path.name})")
     return TokenData(folder=folder, train=arrays["train"], val=arrays["val"], manifest=manifest)
 
 

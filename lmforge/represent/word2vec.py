@@ -91,7 +91,7 @@ def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
 
     With ``t = sample * total``: ``p = (sqrt(count / t) + 1) * t / count``, capped at 1.
 
-    >>> keep_probabilities(np.array([1000, 10]), 1e-3).round(3).tolist()
+    >>> [round(float(p), 3) for p in keep_probabilities(np.array([10000, 1]), 1e-3)]
     [0.033, 1.0]
     """
     counts = counts.astype(np.float64)

@@ -13,17 +13,24 @@ from lmforge.models.gpt import GPT, GPTConfig
 pytestmark = pytest.mark.xdist_group("hf_tiny_gpt")
 
 
-def _hf_model(kind: str):
+# transformers' default init (std 0.02) leaves attention nearly uniform, so a wrong scale, mask or position moves
+# the logits by about the tolerance; at std 0.3 each of those is far outside it (test_a_wrong_variant_is_far).
+INIT_STD = 0.3
+TOLERANCE = 1e-4
+
+
+def _hf_model(kind: str, **switch):
     import transformers as tf
 
     torch.manual_seed({"gpt2": 0, "llama": 1, "mixtral": 2, "mistral": 3}[kind])
     if kind == "gpt2":
         cfg = tf.GPT2Config(n_layer=2, n_head=4, n_embd=32, vocab_size=101, n_positions=64, bos_token_id=0,
-                            eos_token_id=1)
+                            eos_token_id=1, initializer_range=INIT_STD, **switch)
         return tf.GPT2LMHeadModel(cfg)
     common = dict(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, hidden_size=32,
                   intermediate_size=48, vocab_size=101, max_position_embeddings=64, bos_token_id=0, eos_token_id=1,
-                  rope_theta=5000.0)
+                  rope_theta=5000.0, initializer_range=INIT_STD)
+    common.update(switch)
     if kind == "llama":
         return tf.LlamaForCausalLM(tf.LlamaConfig(**common))
     if kind == "mistral":
@@ -59,7 +66,43 @@ def test_logits_right_padded_batch(pair):
         expected = ref(ids, attention_mask=mask).logits
         got = lm.model(ids, mask)
     real = mask.bool()
-    assert (got[real] - expected[real]).abs().max().item() <= 1e-4
+    assert (got[real] - expected[real]).abs().max().item() <= TOLERANCE
+
+
+# A switch flipped in the reference: what lmforge's logits would be with that bug. Each must be far outside the
+# tolerance, or the parity tests could not see it.
+WRONG = {"gpt2": {"scale_attn_weights": False}, "llama": {"rope_theta": 10000.0},
+         "mistral": {"rope_theta": 10000.0}, "mixtral": {"rope_theta": 10000.0}}
+
+
+def test_a_wrong_variant_is_far(pair):
+    lm, ref = pair
+    kind = ref.config.model_type
+    wrong = _hf_model(kind, **WRONG[kind]).eval()
+    wrong.load_state_dict(ref.state_dict())
+    torch.manual_seed(3)
+    ids = torch.randint(2, 101, (2, 11))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    real = mask.bool()
+    with torch.no_grad():
+        got = lm.model(ids, mask)
+        far = (wrong(ids, attention_mask=mask).logits - got)[real].abs().max().item()
+    assert far > 100 * TOLERANCE, far
+
+
+def test_logits_do_not_see_the_future(pair):
+    """Changing the last token leaves every earlier position's logits exactly as they were (a causal mask shifted
+    by one would let the position before it see it)."""
+    lm, _ = pair
+    torch.manual_seed(6)
+    ids = torch.randint(2, 101, (2, 10))
+    other = ids.clone()
+    other[:, -1] = (ids[:, -1] + 7) % 99 + 2
+    with torch.no_grad():
+        a, b = lm.model(ids), lm.model(other)
+    assert (a[:, :-1] - b[:, :-1]).abs().max().item() <= 1e-6
+    assert (a[:, -1] - b[:, -1]).abs().max().item() > 100 * TOLERANCE
 
 
 def test_logits_left_padded_batch_with_generate_positions(pair):
@@ -74,7 +117,7 @@ def test_logits_left_padded_batch_with_generate_positions(pair):
         expected = ref(ids, attention_mask=mask, position_ids=positions).logits
         got = lm.model(ids, mask, positions)
     real = mask.bool()
-    assert (got[real] - expected[real]).abs().max().item() <= 1e-4
+    assert (got[real] - expected[real]).abs().max().item() <= TOLERANCE
 
 
 def test_kv_cache_logits_equal_full_recompute(pair):
@@ -128,4 +171,4 @@ def test_pytorch_model_bin_folder_loads(tmp_path):
     lm = lmforge.load(tmp_path)
     ids = torch.randint(2, 101, (1, 8))
     with torch.no_grad():
-        assert (lm.model(ids) - ref(ids).logits).abs().max().item() <= 1e-4
+        assert (lm.model(ids) - ref(ids).logits).abs().max().item() <= TOLERANCE
