@@ -27,6 +27,7 @@ COMMAND_MODULES: list[str] = [
     "lmforge.cli.bert",
     "lmforge.cli.cache",
     "lmforge.cli.inspect",
+    "lmforge.cli.ui",
 ]
 
 
