@@ -97,7 +97,8 @@ def main() -> None:
             lm.model(ids)
 
     plain, step = timed_interleaved([plain_forward, page_step], args.repeats)
-    print(f"SmolLM2-135M-Instruct Q4_1 GGUF, {ids.shape[1]}-token prompt (+1-2 tokens per ui step), {args.threads} threads, median of {args.repeats}")
+    print(f"SmolLM2-135M-Instruct Q4_1 GGUF, {ids.shape[1]}-token prompt (+1-2 tokens per ui step), "
+          f"{args.threads} threads, median of {args.repeats}")
     print(f"  lmforge load:                              {load_s:7.2f} s")
     print(f"  plain forward (SDPA, logits only):         {plain * 1000:7.1f} ms")
     print(f"  ui step (forward + all heads' weights + top-10 + lens + one head's JSON): {step * 1000:7.1f} ms"
