@@ -117,3 +117,15 @@ def test_bad_input_is_one_line(gpt_dir, tmp_path, capsys, argv, message):
     assert main(["inspect", "--model", str(gpt_dir), *argv]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("lmforge: error: ") and message in err and "\n" not in err
+
+
+@pytest.mark.parametrize("command", ["inspect", "ui"])
+def test_model_without_attention_is_one_line(monkeypatch, tmp_path, capsys, command):
+    from types import SimpleNamespace
+
+    no_attention = SimpleNamespace(model=torch.nn.Linear(2, 2), tokenizer=None, path=tmp_path)
+    monkeypatch.setattr(lmforge, "load", lambda *a, **k: no_attention)
+    argv = [command, "--model", str(tmp_path)] + (["some text", "--out", str(tmp_path)] if command == "inspect" else [])
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "lmforge: error: Linear has no attention layers to inspect (GPT and BERT models have)"
