@@ -96,11 +96,16 @@ def main() -> None:
         with torch.no_grad():
             lm.model(ids)
 
-    plain, step = timed_interleaved([plain_forward, page_step], args.repeats)
+    def explicit_forward():
+        with torch.no_grad():
+            lm.model(ids, return_attn=True)
+
+    plain, explicit, step = timed_interleaved([plain_forward, explicit_forward, page_step], args.repeats)
     print(f"SmolLM2-135M-Instruct Q4_1 GGUF, {ids.shape[1]}-token prompt (+1-2 tokens per ui step), "
           f"{args.threads} threads, median of {args.repeats}")
     print(f"  lmforge load:                              {load_s:7.2f} s")
     print(f"  plain forward (SDPA, logits only):         {plain * 1000:7.1f} ms")
+    print(f"  forward on the explicit attention path:    {explicit * 1000:7.1f} ms  ({explicit / plain:.2f}x)")
     print(f"  ui step (forward + all heads' weights + top-10 + lens + one head's JSON): {step * 1000:7.1f} ms"
           f"  ({step / plain:.2f}x the plain forward)")
     if args.hf:

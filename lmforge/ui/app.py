@@ -80,19 +80,19 @@ def create_app(lm: Any, max_tokens: int = MAX_PAGE_TOKENS) -> FastAPI:
 
     def run(text: str) -> Probe:
         """The forward pass for ``text`` (kept for the next calls on the same text)."""
-        if text in kept:
-            kept.move_to_end(text)
-            return kept[text]
-        ids = encode_text(lm, text)
-        if len(ids) > limit:
-            raise InputError(f"the text is {len(ids)} tokens long; this page shows at most {limit} tokens")
-        blocks_of(lm.model)
         with lock:
+            if text in kept:
+                kept.move_to_end(text)
+                return kept[text]
+            ids = encode_text(lm, text)
+            if len(ids) > limit:
+                raise InputError(f"the text is {len(ids)} tokens long; this page shows at most {limit} tokens")
+            blocks_of(lm.model)
             pr = probe(lm, ids=ids)
-        kept[text] = pr
-        while len(kept) > _KEPT_TEXTS:
-            kept.popitem(last=False)
-        return pr
+            kept[text] = pr
+            while len(kept) > _KEPT_TEXTS:
+                kept.popitem(last=False)
+            return pr
 
     def info() -> dict:
         model = lm.model
