@@ -163,6 +163,7 @@ def page_screenshot(out: Path, lm, text: str, layer: int, head: int) -> None:
             page.select_option("#head", str(head))
             page.wait_for_selector(f"#heatmap[data-layer='{layer}'][data-head='{head}'] rect")
             page.screenshot(path=str(out / "ui_page.png"), full_page=False)
+            page.locator("section", has=page.locator("#heatmap")).screenshot(path=str(out / "ui_attention.png"))
             browser.close()
     finally:
         server.should_exit = True
