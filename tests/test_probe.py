@@ -12,8 +12,6 @@ from lmforge.errors import InputError
 from lmforge.probe import greedy_steps, logit_lens, probe, run_with_capture
 from tests.probe_helpers import make_bert_folder, make_gpt_folder
 
-pytestmark = pytest.mark.xdist_group("probe_tiny")
-
 TEXT = "The interpreter reads the file and the interpreter runs it"
 
 

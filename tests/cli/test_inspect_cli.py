@@ -15,8 +15,6 @@ from lmforge.cli import main
 from lmforge.probe import logit_lens, probe
 from tests.probe_helpers import make_bert_folder, make_gpt_folder
 
-pytestmark = pytest.mark.xdist_group("probe_tiny")
-
 TEXT = "The interpreter reads the"
 ROW = re.compile(r"^\s+(\d\.\d{6})\s+[█▌]*\s+'(.*)' \(id (\d+)\)$")
 

@@ -15,8 +15,6 @@ from lmforge.probe import logit_lens, probe
 from lmforge.ui.app import create_app
 from tests.probe_helpers import make_gpt_folder
 
-pytestmark = pytest.mark.xdist_group("probe_tiny")
-
 TEXT = "The interpreter reads the"
 
 

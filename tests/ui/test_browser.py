@@ -22,7 +22,7 @@ import lmforge
 from lmforge.probe import probe
 from tests.probe_helpers import make_gpt_folder
 
-pytestmark = [pytest.mark.xdist_group("probe_tiny"), pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
