@@ -26,6 +26,8 @@ COMMAND_MODULES: list[str] = [
     "lmforge.cli.represent",
     "lmforge.cli.bert",
     "lmforge.cli.cache",
+    "lmforge.cli.inspect",
+    "lmforge.cli.ui",
 ]
 
 
