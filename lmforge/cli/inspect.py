@@ -194,7 +194,7 @@ def _inspect_encoder(args, lm) -> int:
 
 
 def _inspect_vectors(args, path: Path) -> int:
-    from lmforge.cli.represent import load_vectors
+    from lmforge.represent import load_vectors
 
     kv = load_vectors(str(path))
     words = " ".join(args.text).split()
