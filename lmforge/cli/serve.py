@@ -33,11 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", default=None, metavar="KEY",
                    help="require 'Authorization: Bearer KEY' (else 401)")
-    p.add_argument("--max-batch", type=int, default=16, metavar="N", help="sequences decoded together (16)")
+    p.add_argument("--max-batch", type=int, default=8, metavar="N", help="sequences decoded together (8)")
     p.add_argument("--max-queue", type=int, default=256, metavar="N",
                    help="requests that may wait for a slot; more get 429 (256)")
     p.add_argument("--ctx-size", type=int, default=None, metavar="N",
-                   help="positions per sequence: prompt + max_tokens (default: the model's, at most 4096)")
+                   help="positions per sequence: prompt + max_tokens (default: the model's, at most 2048)")
     p.add_argument("--max-body", type=int, default=4 * 1024 * 1024, metavar="BYTES",
                    help="largest request body accepted; larger gets 413 (4 MiB)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch")
@@ -45,12 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import torch
-    import uvicorn
-
-    import lmforge
     from lmforge.errors import ConfigError
-    from lmforge.serve import create_app
 
     for name in ("max_batch", "max_queue", "max_body", "threads", "ctx_size"):
         value = getattr(args, name)
@@ -58,6 +53,12 @@ def run_serve(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')}: expected a positive integer, got {value}")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port: expected 0..65535, got {args.port}")
+    import torch
+    import uvicorn
+
+    import lmforge
+    from lmforge.serve import create_app
+
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     lm = lmforge.load(args.model)

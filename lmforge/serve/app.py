@@ -138,7 +138,7 @@ def create_app(
     model_name: str | None = None,
     embed_model_name: str | None = None,
     api_key: str | None = None,
-    max_batch: int = 32,
+    max_batch: int = 8,
     max_queue: int = 256,
     ctx_size: int | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
@@ -146,7 +146,7 @@ def create_app(
     """The app for ``lm`` (what :func:`lmforge.load` returns: a GPT-family model with a tokenizer) and optionally
     an encoder ``embed_lm`` for ``/v1/embeddings``. The scheduler thread starts and stops with the app's lifespan.
 
-    ``ctx_size``: positions per KV-cache slot (default the model's context, at most 4096: the cache is
+    ``ctx_size``: positions per KV-cache slot (default the model's context, at most 2048: the cache is
     ``max_batch × ctx_size`` positions, preallocated); a prompt plus ``max_tokens`` must fit in it.
     """
     if lm is None or lm.tokenizer is None or not hasattr(lm.model, "new_kv_cache"):
@@ -156,7 +156,7 @@ def create_app(
     model_name = model_name or _name_of(lm)
     embed_model_name = embed_model_name or (_name_of(embed_lm) if embed_lm is not None else None)
     if ctx_size is None:
-        ctx_size = min(lm.model.config.block_size, 4096)
+        ctx_size = min(lm.model.config.block_size, 2048)
     scheduler = Scheduler(lm.model, max_batch=max_batch, max_queue=max_queue, ctx_size=ctx_size)
     metrics = _Metrics(scheduler)
     tokenizer = lm.tokenizer

@@ -82,7 +82,7 @@ class Scheduler:
     more wait (:meth:`submit` raises :class:`QueueFull` beyond that).
     """
 
-    def __init__(self, model: torch.nn.Module, *, max_batch: int = 32, max_queue: int = 256,
+    def __init__(self, model: torch.nn.Module, *, max_batch: int = 8, max_queue: int = 256,
                  ctx_size: int | None = None) -> None:
         self.model = model
         self.max_batch, self.max_queue = max_batch, max_queue
