@@ -52,7 +52,10 @@ def test_serve_answers_like_generate(tmp_path):
         proc.wait(timeout=30)
 
 
-def test_bad_option_is_one_line(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "lmforge", "serve", "--model", str(tmp_path), "--max-batch", "0"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and r.stderr.strip() == "lmforge: error: --max-batch: expected a positive integer, got 0"
+def test_bad_option_is_one_line(tmp_path, capsys):
+    from lmforge.cli import main
+
+    assert main(["serve", "--model", str(tmp_path), "--max-batch", "0"]) == 1
+    assert capsys.readouterr().err == "lmforge: error: --max-batch: expected a positive integer, got 0\n"
+    assert main(["serve", "--model", str(tmp_path / "missing")]) == 1
+    assert capsys.readouterr().err.startswith("lmforge: error: ")
