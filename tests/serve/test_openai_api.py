@@ -162,3 +162,4 @@ def test_tokenize_detokenize(server, peaked_lm):
     assert r["tokens"] == peaked_lm.tokenizer.encode(PROMPTS[0]) and r["count"] == len(r["tokens"])
     assert httpx.post(url + "/tokenize", json={"messages": MESSAGES}).json()["tokens"] == _chat_ids(peaked_lm)
     assert httpx.post(url + "/detokenize", json={"tokens": r["tokens"]}).json() == {"prompt": PROMPTS[0]}
+
