@@ -19,9 +19,28 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 GOOD = {"model": "peaked", "prompt": "Hello", "max_tokens": 2, "temperature": 0}
 
 
+TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'robot' %}{{ raise_exception('unknown role robot') }}"
+            "{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+class _WithTemplate:
+    """The peaked model's tokenizer with a chat template of its own (one that rejects some conversations)."""
+
+    chat_template = TEMPLATE
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+
 @pytest.fixture(scope="module")
 def url(peaked_lm):
-    app = create_app(slow_lm(peaked_lm), model_name="peaked", api_key=KEY, max_batch=1, max_queue=1, ctx_size=64,
+    lm = slow_lm(peaked_lm)
+    lm.tokenizer = _WithTemplate(lm.tokenizer)
+    app = create_app(lm, model_name="peaked", api_key=KEY, max_batch=1, max_queue=1, ctx_size=64,
                      max_body_bytes=4096)
     with Server(app) as server:
         yield server.url
@@ -64,13 +83,18 @@ def test_bad_bodies(url, body, status, code, param):
     _still_serving(url)
 
 
-def test_bad_chat_bodies(url):
+def test_bad_chat_bodies(url, peaked_lm):
     chat = {"model": "peaked", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     _check(httpx.post(url + "/v1/chat/completions", json={**chat, "messages": []}, headers=AUTH), 400, None,
            "messages")
     _check(httpx.post(url + "/v1/chat/completions", json={**chat, "messages": [{"content": "x"}]}, headers=AUTH),
            400, "missing")
     _check(httpx.post(url + "/v1/chat/completions", json={**chat, "top_logprobs": 2}, headers=AUTH), 400)
+    robot = {**chat, "messages": [{"role": "robot", "content": "beep"}]}
+    error = _check(httpx.post(url + "/v1/chat/completions", json=robot, headers=AUTH), 422, "chat_template_error")
+    assert "unknown role robot" in error["message"]
+    r = httpx.post(url + "/tokenize", json={"messages": chat["messages"]}, headers=AUTH)
+    assert r.json()["tokens"] == peaked_lm.tokenizer.encode("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
     _check(httpx.post(url + "/v1/embeddings", json={"model": "peaked", "input": "x"}, headers=AUTH), 404,
            "model_not_found")
     _still_serving(url)
