@@ -270,18 +270,24 @@ def create_app(
         except ChatTemplateError as e:
             raise ApiError(422, str(e), param="messages", code="chat_template_error") from None
 
-    async def run(choices: list[_Choice], request: Request) -> AsyncIterator[tuple[_Choice, str, bool]]:
-        """Submit the choices' sequences; yield ``(choice, new text, finished)`` as their tokens arrive. On exit
-        (finished, client gone, error) every sequence is cancelled, freeing its slot at the scheduler's next step."""
+    def submit(choices: list[_Choice]) -> asyncio.Queue:
+        """Queue the choices' sequences (429 when the queue is full: before any response is started, so a
+        streaming request gets it as its status too); their events arrive on the returned queue."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         for c in choices:
             c.seq.emit = _emitter(loop, queue, c.index)
-        t0 = time.perf_counter()
         try:
             scheduler.submit([c.seq for c in choices])
         except QueueFull as e:
             raise ApiError(429, str(e), code="queue_full") from None
+        return queue
+
+    async def run(choices: list[_Choice], queue: asyncio.Queue, request: Request
+                  ) -> AsyncIterator[tuple[_Choice, str, bool]]:
+        """Yield ``(choice, new text, finished)`` as the submitted choices' tokens arrive. On exit (finished, client
+        gone, error) every sequence is cancelled, freeing its slot at the scheduler's next step."""
+        t0 = choices[0].seq.submitted
         by_index = {c.index: c for c in choices}
         remaining, first = len(choices), True
         try:
@@ -432,6 +438,7 @@ def create_app(
         max_tokens = [fit(ids, req.max_tokens, "prompt") for ids in prompts]
         echo_lp = req.echo and req.logprobs is not None
         choices = new_choices(prompts, req.n, req, max_tokens, req.logprobs, echo_lp)
+        queue = submit(choices)
         rid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
         def chunk(choice_list: list[dict], usage_value: Any = None, with_usage: bool = False) -> str:
@@ -446,7 +453,7 @@ def create_app(
 
             async def events() -> AsyncIterator[str]:
                 echoed, lp_echoed = set(), set()
-                async for c, piece, done in run(choices, request):
+                async for c, piece, done in run(choices, queue, request):
                     text = piece
                     lp = None
                     if req.echo and c.index not in echoed:
@@ -465,9 +472,9 @@ def create_app(
                     yield chunk([], usage(prompts, choices), True)
                 yield "data: [DONE]\n\n"
 
-            return StreamingResponse(events(), media_type="text/event-stream")
+            return StreamingResponse(_sse_errors(events()), media_type="text/event-stream")
 
-        async for _ in run(choices, request):
+        async for _ in run(choices, queue, request):
             pass
         out = []
         for c in choices:
@@ -491,6 +498,7 @@ def create_app(
         top_lp = (req.top_logprobs or 0) if req.logprobs else None
         prompts = [ids]
         choices = new_choices(prompts, req.n, req, [max_tokens], top_lp, False)
+        queue = submit(choices)
         rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
         if req.stream:
@@ -507,7 +515,7 @@ def create_app(
                 for c in choices:  # the first chunk of every choice names the role
                     yield chunk([{"index": c.index, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                                   "finish_reason": None}])
-                async for c, piece, done in run(choices, request):
+                async for c, piece, done in run(choices, queue, request):
                     lp = None
                     if req.logprobs:
                         end = kept_logprobs(c) if done else len(c.logprobs)
@@ -523,9 +531,9 @@ def create_app(
                     yield chunk([], usage(prompts, choices))
                 yield "data: [DONE]\n\n"
 
-            return StreamingResponse(events(), media_type="text/event-stream")
+            return StreamingResponse(_sse_errors(events()), media_type="text/event-stream")
 
-        async for _ in run(choices, request):
+        async for _ in run(choices, queue, request):
             pass
         out = [{"index": c.index, "message": {"role": "assistant", "content": c.text.text},
                 "logprobs": chat_logprobs(c, 0, kept_logprobs(c)) if req.logprobs else None,
@@ -574,6 +582,16 @@ def create_app(
         return {"prompt": tokenizer.decode(req.tokens)}
 
     return app
+
+
+async def _sse_errors(events: AsyncIterator[str]) -> AsyncIterator[str]:
+    """A failure after the response started cannot change its status: it is sent as an error event (OpenAI's
+    shape, as its API does mid-stream), and the stream ends."""
+    try:
+        async for event in events:
+            yield event
+    except ApiError as e:
+        yield f"data: {json.dumps(error_body(e.status, e.message, e.param, e.code))}\n\n"
 
 
 def _emitter(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, index: int):

@@ -141,7 +141,9 @@ def test_full_queue_is_429(url):
             time.sleep(0.01)
         error = _check(httpx.post(url + "/v1/completions", json=GOOD, headers=AUTH), 429, "queue_full")
         assert error["type"] == "rate_limit_error"
+        streamed = {**GOOD, "stream": True}  # a stream is refused before it starts: 429 is its status too
+        _check(httpx.post(url + "/v1/completions", json=streamed, headers=AUTH), 429, "queue_full")
     waiting.join()
     _still_serving(url)
     metrics = httpx.get(url + "/metrics").text
-    assert 'lmforge_requests_total{path="/v1/completions",status="429"} 1.0' in metrics
+    assert 'lmforge_requests_total{path="/v1/completions",status="429"} 2.0' in metrics
