@@ -175,7 +175,11 @@ class Scheduler:
     def _prefill(self, seq: Sequence) -> None:
         ids = torch.tensor([seq.prompt_ids], device=self.device)  # (1, T)
         row = len(self.active)
-        logits = self.model(ids, kv_cache=self.cache.slot(row), last_only=not seq.params.prompt_logprobs)  # (1, T', V)
+        try:
+            logits = self.model(ids, kv_cache=self.cache.slot(row), last_only=not seq.params.prompt_logprobs)
+        except Exception as e:  # noqa: BLE001 — this request fails alone; the batch goes on
+            seq.emit(("error", f"{type(e).__name__}: {e}"))
+            return
         seq.length = len(seq.prompt_ids)
         self.prompt_tokens += seq.length
         self.active.append(seq)
