@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from lmforge.serve import Server, create_app
-from tests.serve.test_batching import slow_lm
+from tests.serve.test_batching import HTTP, slow_lm
 
 KEY = "s3cret"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -47,7 +47,7 @@ def url(peaked_lm):
 
 
 def _still_serving(url: str) -> None:
-    r = httpx.post(url + "/v1/completions", json=GOOD, headers=AUTH, timeout=30)
+    r = HTTP.post(url + "/v1/completions", json=GOOD, headers=AUTH, timeout=30)
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2
 
 
@@ -79,71 +79,71 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize(("body", "status", "code", "param"), BAD_BODIES)
 def test_bad_bodies(url, body, status, code, param):
-    _check(httpx.post(url + "/v1/completions", json=body, headers=AUTH), status, code, param)
+    _check(HTTP.post(url + "/v1/completions", json=body, headers=AUTH), status, code, param)
     _still_serving(url)
 
 
 def test_bad_chat_bodies(url, peaked_lm):
     chat = {"model": "peaked", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-    _check(httpx.post(url + "/v1/chat/completions", json={**chat, "messages": []}, headers=AUTH), 400, None,
+    _check(HTTP.post(url + "/v1/chat/completions", json={**chat, "messages": []}, headers=AUTH), 400, None,
            "messages")
-    _check(httpx.post(url + "/v1/chat/completions", json={**chat, "messages": [{"content": "x"}]}, headers=AUTH),
+    _check(HTTP.post(url + "/v1/chat/completions", json={**chat, "messages": [{"content": "x"}]}, headers=AUTH),
            400, "missing")
-    _check(httpx.post(url + "/v1/chat/completions", json={**chat, "top_logprobs": 2}, headers=AUTH), 400)
+    _check(HTTP.post(url + "/v1/chat/completions", json={**chat, "top_logprobs": 2}, headers=AUTH), 400)
     robot = {**chat, "messages": [{"role": "robot", "content": "beep"}]}
-    error = _check(httpx.post(url + "/v1/chat/completions", json=robot, headers=AUTH), 422, "chat_template_error")
+    error = _check(HTTP.post(url + "/v1/chat/completions", json=robot, headers=AUTH), 422, "chat_template_error")
     assert "unknown role robot" in error["message"]
-    r = httpx.post(url + "/tokenize", json={"messages": chat["messages"]}, headers=AUTH)
+    r = HTTP.post(url + "/tokenize", json={"messages": chat["messages"]}, headers=AUTH)
     assert r.json()["tokens"] == peaked_lm.tokenizer.encode("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
-    _check(httpx.post(url + "/v1/embeddings", json={"model": "peaked", "input": "x"}, headers=AUTH), 404,
+    _check(HTTP.post(url + "/v1/embeddings", json={"model": "peaked", "input": "x"}, headers=AUTH), 404,
            "model_not_found")
     _still_serving(url)
 
 
 def test_malformed_json_and_oversize_bodies(url):
     headers = {**AUTH, "Content-Type": "application/json"}
-    _check(httpx.post(url + "/v1/completions", content=b'{"model": "peaked", "prompt": ', headers=headers), 400,
+    _check(HTTP.post(url + "/v1/completions", content=b'{"model": "peaked", "prompt": ', headers=headers), 400,
            "invalid_json")
-    _check(httpx.post(url + "/v1/completions", content=b"", headers=headers), 400, "invalid_json")
+    _check(HTTP.post(url + "/v1/completions", content=b"", headers=headers), 400, "invalid_json")
     big = json.dumps({**GOOD, "prompt": "x" * 5000}).encode()
-    _check(httpx.post(url + "/v1/completions", content=big, headers=headers), 413, "request_too_large")
+    _check(HTTP.post(url + "/v1/completions", content=big, headers=headers), 413, "request_too_large")
 
     def chunked():  # no Content-Length: the limit is enforced while the body arrives
         for i in range(0, len(big), 1000):
             yield big[i : i + 1000]
 
-    _check(httpx.post(url + "/v1/completions", content=chunked(), headers=headers), 413, "request_too_large")
+    _check(HTTP.post(url + "/v1/completions", content=chunked(), headers=headers), 413, "request_too_large")
     _still_serving(url)
 
 
 def test_api_key(url):
-    _check(httpx.post(url + "/v1/completions", json=GOOD), 401, "invalid_api_key")
-    _check(httpx.post(url + "/v1/completions", json=GOOD, headers={"Authorization": "Bearer wrong"}), 401,
+    _check(HTTP.post(url + "/v1/completions", json=GOOD), 401, "invalid_api_key")
+    _check(HTTP.post(url + "/v1/completions", json=GOOD, headers={"Authorization": "Bearer wrong"}), 401,
            "invalid_api_key")
-    _check(httpx.get(url + "/v1/models"), 401)
-    assert httpx.get(url + "/health").status_code == 200  # liveness probes need no key
-    _check(httpx.get(url + "/v1/nothing-here", headers=AUTH), 404)
-    _check(httpx.get(url + "/v1/completions", headers=AUTH), 405)
+    _check(HTTP.get(url + "/v1/models"), 401)
+    assert HTTP.get(url + "/health").status_code == 200  # liveness probes need no key
+    _check(HTTP.get(url + "/v1/nothing-here", headers=AUTH), 404)
+    _check(HTTP.get(url + "/v1/completions", headers=AUTH), 405)
     _still_serving(url)
 
 
 def test_full_queue_is_429(url):
     long = {**GOOD, "max_tokens": 50, "stream": True}
-    with httpx.stream("POST", url + "/v1/completions", json=long, headers=AUTH, timeout=30) as running:
+    with HTTP.stream("POST", url + "/v1/completions", json=long, headers=AUTH, timeout=30) as running:
         lines = running.iter_lines()
         next(lines)  # the one slot is taken
-        waiting = threading.Thread(target=lambda: httpx.post(url + "/v1/completions", json=GOOD, headers=AUTH,
+        waiting = threading.Thread(target=lambda: HTTP.post(url + "/v1/completions", json=GOOD, headers=AUTH,
                                                              timeout=30))
         waiting.start()
-        deadline = time.monotonic() + 10
-        while httpx.get(url + "/health").json()["queue_depth"] != 1:  # the queue (1) fills
+        deadline = time.monotonic() + 60
+        while HTTP.get(url + "/health").json()["queue_depth"] != 1:  # the queue (1) fills
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        error = _check(httpx.post(url + "/v1/completions", json=GOOD, headers=AUTH), 429, "queue_full")
+        error = _check(HTTP.post(url + "/v1/completions", json=GOOD, headers=AUTH), 429, "queue_full")
         assert error["type"] == "rate_limit_error"
         streamed = {**GOOD, "stream": True}  # a stream is refused before it starts: 429 is its status too
-        _check(httpx.post(url + "/v1/completions", json=streamed, headers=AUTH), 429, "queue_full")
+        _check(HTTP.post(url + "/v1/completions", json=streamed, headers=AUTH), 429, "queue_full")
     waiting.join()
     _still_serving(url)
-    metrics = httpx.get(url + "/metrics").text
+    metrics = HTTP.get(url + "/metrics").text
     assert 'lmforge_requests_total{path="/v1/completions",status="429"} 2.0' in metrics

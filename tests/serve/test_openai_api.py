@@ -13,6 +13,8 @@ import torch
 from lmforge.generate import generate_ids
 from lmforge.serve import DEFAULT_CHAT_TEMPLATE, Server, create_app
 
+HTTP = httpx.Client(timeout=120)  # generous: CI machines may be loaded
+
 PROMPTS = ["The interpreter reads", "Once upon a time", "def f(x):"]
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is a token?"}]
 
@@ -158,8 +160,8 @@ def test_embeddings_equal_embed(client, server):
 
 def test_tokenize_detokenize(server, peaked_lm):
     url = server[0].url
-    r = httpx.post(url + "/tokenize", json={"prompt": PROMPTS[0]}).json()
+    r = HTTP.post(url + "/tokenize", json={"prompt": PROMPTS[0]}).json()
     assert r["tokens"] == peaked_lm.tokenizer.encode(PROMPTS[0]) and r["count"] == len(r["tokens"])
-    assert httpx.post(url + "/tokenize", json={"messages": MESSAGES}).json()["tokens"] == _chat_ids(peaked_lm)
-    assert httpx.post(url + "/detokenize", json={"tokens": r["tokens"]}).json() == {"prompt": PROMPTS[0]}
+    assert HTTP.post(url + "/tokenize", json={"messages": MESSAGES}).json()["tokens"] == _chat_ids(peaked_lm)
+    assert HTTP.post(url + "/detokenize", json={"tokens": r["tokens"]}).json() == {"prompt": PROMPTS[0]}
 
