@@ -60,6 +60,18 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
     return logits.scatter(1, seen, score)
 
 
+def apply_presence_frequency_penalty(
+    logits: torch.Tensor, counts: torch.Tensor, presence: float = 0.0, frequency: float = 0.0
+) -> torch.Tensor:
+    """OpenAI's additive penalties: subtract ``frequency × count + presence × (count > 0)`` from each token's
+    score, where ``counts (N, V)`` says how often each token was generated so far. ``logits (N, V)``.
+
+    >>> apply_presence_frequency_penalty(torch.tensor([[1.0, 1.0, 1.0]]), torch.tensor([[0, 1, 3]]), 0.5, 0.1)
+    tensor([[1.0000, 0.4000, 0.2000]])
+    """
+    return logits - frequency * counts - presence * (counts > 0).to(logits.dtype)
+
+
 def filter_logits(
     logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None, min_p: float | None = None
 ) -> torch.Tensor:

@@ -28,6 +28,7 @@ COMMAND_MODULES: list[str] = [
     "lmforge.cli.cache",
     "lmforge.cli.inspect",
     "lmforge.cli.ui",
+    "lmforge.cli.serve",
 ]
 
 

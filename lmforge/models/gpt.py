@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from lmforge.errors import ConfigError, FormatError, InputError
-from lmforge.nn.attention import build_mask
+from lmforge.nn.attention import build_mask, build_row_mask
 from lmforge.nn.block import Block, BlockConfig
 from lmforge.nn.kv_cache import KVCache
 from lmforge.nn.moe import MoE
@@ -189,7 +189,8 @@ class GPT(nn.Module):
         return model
 
     def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
-        """A preallocated cache for incremental decoding of ``batch_size`` rows, ``max_len`` positions."""
+        """A preallocated cache for incremental decoding of ``batch_size`` rows, ``max_len`` positions (rows of
+        different lengths: :meth:`KVCache.rows <lmforge.nn.kv_cache.KVCache.rows>`)."""
         c = self.config
         p = self.wte.weight
         return KVCache(
@@ -210,8 +211,10 @@ class GPT(nn.Module):
 
         ``attention_mask (B, S)``: 1 for real tokens, 0 for padding, covering cached plus new positions
         (``S = kv_cache.length + T``). ``position_ids (B, T)`` default to ``offset .. offset + T - 1`` where
-        ``offset`` is the number of cached positions. With ``return_attn`` the explicit attention path runs and
-        ``(logits, [weights (B, H, T, S) per layer])`` is returned.
+        ``offset`` is the number of cached positions — per row for a cache whose rows hold different lengths
+        (``kv_cache.rows(lengths)``: continuous batching), which also brings its own per-row causal mask. With
+        ``return_attn`` the explicit attention path runs and ``(logits, [weights (B, H, T, S) per layer])`` is
+        returned.
         """
         b, t = input_ids.shape
         offset = kv_cache.length if kv_cache is not None else 0
@@ -220,7 +223,10 @@ class GPT(nn.Module):
                 f"sequence of {offset + t} tokens is longer than the model's context window "
                 f"(block_size={self.config.block_size})"
             )
-        if position_ids is None:
+        per_row = kv_cache is not None and not getattr(kv_cache, "uniform", True)
+        if position_ids is None and per_row:
+            position_ids = kv_cache.lengths[:, None] + torch.arange(t, device=input_ids.device)  # (B, T)
+        elif position_ids is None:
             position_ids = torch.arange(offset, offset + t, device=input_ids.device)[None].expand(b, t)
         x = self.wte(input_ids)  # (B, T, C)
         rope = None
@@ -230,15 +236,18 @@ class GPT(nn.Module):
             rope = self.rotary(position_ids, x.dtype)  # cos, sin: (B, T, D)
         x = self.drop(x)
         s = offset + t
-        if attention_mask is None and (offset == 0 or t == 1):
+        window = self.config.sliding_window
+        if per_row:
+            mask, is_causal = build_row_mask(kv_cache.lengths, t, s), False
+        elif attention_mask is None and (offset == 0 or t == 1):
             # Fast path (training, unpadded prompts, single-step decode): no mask tensor at all.
             mask, is_causal = None, t > 1
         else:
             mask, is_causal = build_mask(attention_mask, t, s, causal=True), False
-        window = self.config.sliding_window
         sliding = (mask, is_causal)  # a window wider than everything seen so far changes nothing
         if window is not None and s > window:
-            sliding = (build_mask(attention_mask, t, s, causal=True, window=window), False)
+            sliding = (build_row_mask(kv_cache.lengths, t, s, window) if per_row
+                       else build_mask(attention_mask, t, s, causal=True, window=window), False)
         attentions = []
         for block, slides in zip(self.blocks, self.sliding_layers, strict=True):
             block_mask, block_causal = sliding if slides else (mask, is_causal)

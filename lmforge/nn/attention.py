@@ -166,3 +166,20 @@ def build_mask(
     if padding_mask is not None:
         allowed = allowed & padding_mask.bool()[:, None, None, :]  # (B, 1, T, S)
     return allowed | (key_pos == query_pos)[None, None]
+
+
+def build_row_mask(lengths: torch.Tensor, q_len: int, kv_len: int, window: int | None = None) -> torch.Tensor:
+    """Causal mask ``(B, 1, T, S)`` for rows that hold different numbers of cached positions (continuous
+    batching): row ``b``'s ``T`` queries sit at positions ``lengths[b] .. lengths[b] + T - 1`` and see keys up to
+    their own position (within ``window`` when given); keys past that are another row's length — stale, masked.
+
+    >>> build_row_mask(torch.tensor([2, 0]), 1, 3)[:, 0, 0].int()
+    tensor([[1, 1, 1],
+            [1, 0, 0]], dtype=torch.int32)
+    """
+    query_pos = lengths[:, None] + torch.arange(q_len, device=lengths.device)  # (B, T)
+    key_pos = torch.arange(kv_len, device=lengths.device)  # (S,)
+    allowed = key_pos <= query_pos[:, :, None]  # (B, T, S)
+    if window is not None:
+        allowed = allowed & (key_pos > query_pos[:, :, None] - window)
+    return allowed[:, None]
