@@ -565,11 +565,13 @@ def convert_gguf(path: str | os.PathLike, dtype: torch.dtype | None = None
     return gguf_state_dict(gf, info["config"], dtype), info
 
 
-def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, cache: bool = True, **_: Any) -> Any:
+def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, cache: bool = True,
+              quantized: bool = True, **_: Any) -> Any:
     """``lmforge.load`` for a ``.gguf`` file → :class:`~lmforge.io.bundle.LM` with model, tokenizer (and its chat
     template) and generation ids, all from the one file.
 
-    The result of :func:`convert_gguf` is cached (see :mod:`lmforge.io.cache`; ``cache=False`` skips it), keyed by
+    ``quantized=True`` (the default) keeps quantized tensors packed (:mod:`lmforge.io.gguf_quantized`; no cache).
+    ``quantized=False`` dequantizes every tensor to float32. The result of :func:`convert_gguf` is cached (see :mod:`lmforge.io.cache`; ``cache=False`` skips it), keyed by
     the file's SHA-256: a second load of the same bytes reads one safetensors file and never parses the GGUF.
     """
     from lmforge.io.bundle import LM
@@ -579,6 +581,10 @@ def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, cach
     path = Path(path)
     if not path.is_file():
         raise FormatError(f"{path}: no such GGUF file")
+    if quantized:  # --- keep-quantized branch (issue 16) ---
+        from lmforge.io.gguf_quantized import load_gguf_quantized
+
+        return load_gguf_quantized(path, dtype=dtype)
 
     def make() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         state, info = convert_gguf(path)
