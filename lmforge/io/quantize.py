@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from lmforge.errors import ConfigError, FormatError
-from lmforge.nn.quantized import FORMATS, QuantizedEmbedding, QuantizedLinear, check_format
+from lmforge.nn.quantized import FORMATS, INT4_GROUPS, QuantizedEmbedding, QuantizedLinear
 
 QUANT_KEY = "quantization"
 
@@ -49,10 +49,10 @@ def _set_module(model: nn.Module, path: str, module: nn.Module) -> None:
 
 
 def _group_for(name: str, qtype: str, in_features: int, group: int | None, fit_group: bool) -> int | None:
-    """``group``, or with ``fit_group`` the largest multiple of 32 ≤ ``group`` dividing the row (int4 only)."""
+    """``group``, or with ``fit_group`` the largest smaller int4 group size dividing the row (int4 only)."""
     if qtype != "int4" or not group or not fit_group or in_features % group == 0:
         return group
-    for candidate in range(group - 32, 31, -32):
+    for candidate in sorted((g for g in INT4_GROUPS if g < group), reverse=True):
         if in_features % candidate == 0:
             return candidate
     return group  # check_format names the problem
@@ -63,7 +63,7 @@ def quantize_model(model: nn.Module, qtype: str, group: int | None = None, *, fi
     """Quantize a GPT in place (see the module docstring); returns the per-layer spec stored in ``lmforge.json``.
 
     ``group`` (int4 only) must divide every row; ``fit_group=True`` instead takes, for rows it does not divide,
-    the largest multiple of 32 below it that does (SmolLM2's 576-wide rows: 64 for a requested 128).
+    the largest smaller int4 group size that does (SmolLM2's 576-wide rows: 64 for a requested 128).
     A layer that is already quantized is left as it is.
     """
     if qtype not in FORMATS:
