@@ -21,15 +21,23 @@ FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def matmul_int4(x_even: np.ndarray, x_odd: np.ndarray, x_group_sum: np.ndarray, q: np.ndarray,
-                scale: np.ndarray, zero: np.ndarray, group: int) -> np.ndarray:
-    """``x_even (M, K/2)``, ``x_odd (M, K/2)`` (the even and odd columns of x), ``x_group_sum (M, K/g)`` →
-    ``(M, N)``."""
-    m_rows, half = x_even.shape
+def matmul_int4(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.ndarray, group: int) -> np.ndarray:
+    """``x (M, K)`` → ``(M, N)`` for ``w = q * scale + zero`` (nibbles ``q (N, K/2)``, groups of ``group``)."""
+    m_rows, k_cols = x.shape
+    half = k_cols // 2
     n_rows = q.shape[0]
     n_groups = scale.shape[1]
     half_group = group // 2
-    out = np.zeros((m_rows, n_rows), dtype=np.float32)
+    # even and odd columns of x apart (so the inner loop reads both contiguously), and x summed per group
+    x_even = np.empty((m_rows, half), dtype=np.float32)
+    x_odd = np.empty((m_rows, half), dtype=np.float32)
+    x_sum = np.zeros((m_rows, n_groups), dtype=np.float32)
+    for m in range(m_rows):
+        for j in range(half):
+            x_even[m, j] = x[m, 2 * j]
+            x_odd[m, j] = x[m, 2 * j + 1]
+            x_sum[m, (2 * j) // group] += x[m, 2 * j] + x[m, 2 * j + 1]
+    out = np.empty((m_rows, n_rows), dtype=np.float32)
     for n in prange(n_rows):
         for m in range(m_rows):
             total = np.float32(0.0)
@@ -39,7 +47,7 @@ def matmul_int4(x_even: np.ndarray, x_odd: np.ndarray, x_group_sum: np.ndarray, 
                 for j in range(start, start + half_group):
                     byte = q[n, j]
                     acc += np.float32(byte & 15) * x_even[m, j] + np.float32(byte >> 4) * x_odd[m, j]
-                total += scale[n, grp] * acc + zero[n, grp] * x_group_sum[m, grp]
+                total += scale[n, grp] * acc + zero[n, grp] * x_sum[m, grp]
             out[m, n] = total
     return out
 
@@ -50,7 +58,7 @@ def matmul_int8(x: np.ndarray, q: np.ndarray, scale: np.ndarray, group: int) -> 
     m_rows = x.shape[0]
     n_rows = q.shape[0]
     n_groups = scale.shape[1]
-    out = np.zeros((m_rows, n_rows), dtype=np.float32)
+    out = np.empty((m_rows, n_rows), dtype=np.float32)
     for n in prange(n_rows):
         for m in range(m_rows):
             total = np.float32(0.0)

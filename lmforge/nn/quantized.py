@@ -367,6 +367,7 @@ class QuantizedLinear(nn.Module):
         """The float32 weight ``(out, in)``."""
         from lmforge.nn import _quantized_numba as kernels
 
+        _follow_torch_threads()
         q, scale = self.q.numpy(), self.scale.numpy()
         if self.bits == 4:
             return torch.from_numpy(kernels.dequantize_int4(q, scale, self.zero.numpy(), self.group))
@@ -391,20 +392,24 @@ class QuantizedLinear(nn.Module):
 
 def packed_matmul(x: torch.Tensor, layer: QuantizedLinear) -> torch.Tensor:
     """``x (M, K) float32 @ W.T`` with ``W`` still packed → ``(M, N)``; numba threads follow torch's."""
-    import numba
-
     from lmforge.nn import _quantized_numba as kernels
 
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    _follow_torch_threads()
     xs = x.contiguous().numpy()
     if layer.bits == 4:
-        x_even, x_odd = np.ascontiguousarray(xs[:, 0::2]), np.ascontiguousarray(xs[:, 1::2])
-        x_sum = xs.reshape(xs.shape[0], -1, layer.group).sum(axis=-1)  # (M, K/g)
-        out = kernels.matmul_int4(x_even, x_odd, x_sum, layer.q.numpy(), layer.scale.numpy(), layer.zero.numpy(),
-                                  layer.group)
+        out = kernels.matmul_int4(xs, layer.q.numpy(), layer.scale.numpy(), layer.zero.numpy(), layer.group)
     else:
         out = kernels.matmul_int8(xs, layer.q.numpy(), layer.scale.numpy(), layer.group)
     return torch.from_numpy(out)
+
+
+def _follow_torch_threads() -> None:
+    """numba's thread count (a per-thread setting) = torch's (``torch.set_num_threads``, ``--threads``)."""
+    import numba
+
+    wanted = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if numba.get_num_threads() != wanted:
+        numba.set_num_threads(wanted)
 
 
 class QuantizedEmbedding(nn.Module):
