@@ -571,7 +571,8 @@ def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, cach
     template) and generation ids, all from the one file.
 
     ``quantized=True`` (the default) keeps quantized tensors packed (:mod:`lmforge.io.gguf_quantized`; no cache).
-    ``quantized=False`` dequantizes every tensor to float32. The result of :func:`convert_gguf` is cached (see :mod:`lmforge.io.cache`; ``cache=False`` skips it), keyed by
+    ``quantized=False`` dequantizes every tensor to float32. The result of :func:`convert_gguf` is cached (see
+    :mod:`lmforge.io.cache`; ``cache=False`` skips it), keyed by
     the file's SHA-256: a second load of the same bytes reads one safetensors file and never parses the GGUF.
     """
     from lmforge.io.bundle import LM

@@ -64,8 +64,9 @@ def _tokenizer_fields(tokenizer: Any) -> dict[str, Any]:
     hf = tokenizer.to_hf_json()
     model = hf.get("model") or {}
     if model.get("type") != "BPE" or model.get("byte_fallback"):
+        fallback = " with byte fallback" if model.get("byte_fallback") else ""
         raise ConfigError("export --gguf: only byte-level BPE tokenizers are written to GGUF "
-                          f"(this one is {model.get('type')!r}{' with byte fallback' if model.get('byte_fallback') else ''})")
+                          f"(this one is {model.get('type')!r}{fallback})")
     vocab: dict[str, int] = dict(model["vocab"])
     for added in hf.get("added_tokens") or []:
         vocab[added["content"]] = added["id"]

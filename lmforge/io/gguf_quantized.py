@@ -146,8 +146,13 @@ def quantized_gpt_from_gguf(gf: Any, config_kwargs: dict[str, Any], dtype: torch
 def load_gguf_quantized(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> Any:
     """:class:`~lmforge.io.bundle.LM` of a GGUF file with its quantized tensors kept packed."""
     from lmforge.io.bundle import LM
-    from lmforge.io.gguf import _generation_config, gguf_config_kwargs, gguf_tokenizer_spec, open_gguf, \
-        tokenizer_from_spec
+    from lmforge.io.gguf import (
+        _generation_config,
+        gguf_config_kwargs,
+        gguf_tokenizer_spec,
+        open_gguf,
+        tokenizer_from_spec,
+    )
 
     path = Path(path)
     gf = open_gguf(path)

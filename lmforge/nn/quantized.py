@@ -231,7 +231,6 @@ def from_gguf_blocks(raw: np.ndarray, qtype: str) -> dict[str, np.ndarray]:
 
 def to_gguf_blocks(parts: dict[str, np.ndarray], qtype: str) -> np.ndarray:
     """Inverse of :func:`from_gguf_blocks`: the exact GGUF bytes ``(N, row_bytes) uint8``."""
-    fmt = FORMATS[qtype]
     q = parts["q"]
     n = q.shape[0]
 

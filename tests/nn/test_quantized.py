@@ -10,8 +10,16 @@ from gguf.quants import dequantize
 
 from lmforge.errors import ConfigError
 from lmforge.nn.quantized import (
-    DECODE_MAX_ROWS, FORMATS, GGUF_QTYPES, QuantizedEmbedding, QuantizedLinear, dequantize_gguf_reference,
-    dequantize_reference, from_gguf_blocks, quantize_weight, to_gguf_blocks,
+    DECODE_MAX_ROWS,
+    FORMATS,
+    GGUF_QTYPES,
+    QuantizedEmbedding,
+    QuantizedLinear,
+    dequantize_gguf_reference,
+    dequantize_reference,
+    from_gguf_blocks,
+    quantize_weight,
+    to_gguf_blocks,
 )
 
 # byte offsets of the fp16 fields inside one block of each format
