@@ -140,6 +140,9 @@ def export_gguf(path: str | os.PathLike, model: nn.Module, tokenizer: Any = None
     if config is None or not hasattr(model, "blocks"):
         raise ConfigError(f"export --gguf: {type(model).__name__} is not a GPT-family model")
     arch = gguf_architecture(config)
+    if tokenizer is None:
+        raise ConfigError("export --gguf: the model has no tokenizer; a GGUF file carries one (llama.cpp and "
+                          "lmforge need it to run the model)")
     c = config
     head_type = embedding_qtype(qtype) if qtype.startswith("q") else qtype
     tensors: list[tuple[str, np.ndarray, Any]] = []

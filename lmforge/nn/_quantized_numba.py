@@ -45,8 +45,9 @@ def matmul_int4(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.ndarra
                 start = grp * half_group
                 acc = np.float32(0.0)
                 for j in range(start, start + half_group):
-                    byte = q[n, j]
-                    acc += np.float32(byte & 15) * x_even[m, j] + np.float32(byte >> 4) * x_odd[m, j]
+                    byte = np.int32(q[n, j])  # int32 arithmetic: the loop vectorizes (uint8 → int64 would not)
+                    acc += (np.float32(byte & np.int32(15)) * x_even[m, j]
+                            + np.float32(byte >> np.int32(4)) * x_odd[m, j])
                 total += scale[n, grp] * acc + zero[n, grp] * x_sum[m, grp]
             out[m, n] = total
     return out
@@ -66,7 +67,7 @@ def matmul_int8(x: np.ndarray, q: np.ndarray, scale: np.ndarray, group: int) -> 
                 start = grp * group
                 acc = np.float32(0.0)
                 for k in range(start, start + group):
-                    acc += np.float32(q[n, k]) * x[m, k]
+                    acc += np.float32(np.int32(q[n, k])) * x[m, k]
                 total += scale[n, grp] * acc
             out[m, n] = total
     return out
