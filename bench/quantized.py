@@ -98,13 +98,19 @@ def kernels(repeats: int) -> None:
         "torch _weight_int8pack_mm fp32": lambda: torch.ops.aten._weight_int8pack_mm(x, int8.q, int8.scale[:, 0]),
         "lmforge numba q8_0": lambda: q80(x),
     }
-    print(f"one {n}x{k} matrix times one vector, {torch.get_num_threads()} threads, best of {repeats}x50:")
-    base = None
-    for name, fn in paths.items():
+    print(f"one {n}x{k} matrix times one vector, {torch.get_num_threads()} threads, fastest of {50 * repeats} "
+          "calls, paths interleaved:")
+    best = dict.fromkeys(paths, float("inf"))
+    for fn in paths.values():
         for _ in range(5):
             fn()
-        seconds = best_of(lambda fn=fn: [fn() for _ in range(50)], repeats) / 50
-        base = base or seconds
+    for _ in range(50 * repeats):
+        for name, fn in paths.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    base = best["torch fp32 F.linear"]
+    for name, seconds in best.items():
         print(f"  {name:<42} {seconds * 1e6:9.1f} us   {base / seconds:5.2f}x fp32")
 
 
