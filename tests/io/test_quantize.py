@@ -123,3 +123,52 @@ def test_export_refuses_shapes_without_a_gguf_architecture(tmp_path):
     with pytest.raises(ConfigError, match="not one of"):
         export_gguf(tmp_path / "x.gguf", moe, qtype="q5_k")
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_k_quant_file_loads_packed_and_equals_the_dequantized_load(tmp_path):
+    """A GGUF with Q4_K and Q6_K tensors (random blocks; gguf cannot quantize K-quants) and a fused Q|K|V whose
+    parts differ in type (as in Q4_K_M files): kept-quantized logits equal the quantized=False path's."""
+    from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter
+
+    from lmforge.nn.quantized import QuantizedEmbedding
+    from tests.nn.test_quantized import random_blocks
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=256, block_size=64, n_layer=1, n_head=4, n_kv_head=2, n_embd=256,
+                          ffn_hidden=256, norm="rms", mlp="swiglu", pos="rope", bias=False)).eval()
+    from lmforge.tokenizers import Tokenizer
+    from lmforge.tokenizers.bpe import bytes_to_unicode
+
+    tokenizer = Tokenizer.from_byte_level_bpe({ch: i for i, ch in bytes_to_unicode().items()}, [])
+    src = export_gguf(tmp_path / "f32.gguf", model, tokenizer, qtype="f32")
+    kinds = {"attn_q": "q4_k", "attn_k": "q4_k", "attn_v": "q6_k", "attn_output": "q4_k", "ffn_gate": "q4_k",
+             "ffn_up": "q4_k", "ffn_down": "q6_k", "token_embd": "q6_k"}
+    reader = GGUFReader(src)
+    w = GGUFWriter(str(tmp_path / "k.gguf"), "llama")
+    for field in reader.fields.values():
+        if not field.name.startswith("GGUF.") and field.name != "general.architecture":
+            w.add_key_value(field.name, field.contents(), field.types[0],
+                            field.types[-1] if field.types[0] == 9 else None)
+    for i, t in enumerate(reader.tensors):
+        kind = next((k for part, k in kinds.items() if f"{part}." in t.name), None)
+        data = np.asarray(t.data).reshape([int(d) for d in reversed(t.shape)])
+        if kind is None:
+            w.add_tensor(t.name, data)
+        else:
+            raw = random_blocks(kind, data.shape[0], data.shape[1] // 256, seed=i)
+            w.add_tensor(t.name, raw, raw_dtype=GGMLQuantizationType[kind.upper()])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    packed = lmforge.load(tmp_path / "k.gguf")
+    block = packed.model.blocks[0]
+    assert isinstance(packed.model.wte, QuantizedEmbedding) and packed.model.wte.qtype == "q6_k"
+    assert isinstance(block.attn.qkv, torch.nn.Linear)  # Q4_K + Q6_K parts: dequantized
+    assert (block.attn.proj.qtype, block.mlp.gate_up.qtype, block.mlp.proj.qtype) == ("q4_k", "q4_k", "q6_k")
+    dense = lmforge.load(tmp_path / "k.gguf", quantized=False, cache=False)
+    ids = torch.randint(0, 256, (1, 11), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        for rows in (ids, ids[:, :3]):  # dequantize + GEMM path and packed-kernel path
+            want = dense.model(rows)
+            torch.testing.assert_close(packed.model(rows), want, rtol=0, atol=1e-4 * want.abs().max().item())
