@@ -140,7 +140,7 @@ def main() -> None:
 
     import lmforge
     from lmforge.io.gguf_export import export_gguf
-    from lmforge.nn.quantized import quantized_nbytes
+    from lmforge.nn.quantized import quantized_nbytes, use_torch_bf16_int4
 
     torch.set_num_threads(args.threads)
     if args.kernels:
@@ -180,6 +180,11 @@ def main() -> None:
             line += (f"   {ref['decode']:7.1f} / {ref['prefill']:7.1f}   {dec / ref['decode']:8.2f} "
                      f"{pre / ref['prefill']:9.2f}")
         print(line, flush=True)
+        if use_torch_bf16_int4(lm.model):  # the opt-in bfloat16 path of the 4-bit layers
+            dec = decode_tps(lm.model, prompt, args.new_tokens, args.repeats)
+            print(f"{'  same, torch bf16 int4':<26} {quantized_nbytes(lm.model) / 1e6:7.1f} "
+                  f"{quantized_nbytes(lm.model) / path.stat().st_size:6.2f} {dec:11.1f} {dec / fp32_decode:6.2f}",
+                  flush=True)
         del lm
 
 

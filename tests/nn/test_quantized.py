@@ -127,3 +127,19 @@ def test_bad_formats_and_groups_are_clear_errors() -> None:
         QuantizedLinear(256, 4, "q3_x")
     with pytest.raises(ConfigError, match="cannot write it"):
         quantize_weight(torch.randn(4, 256), "q4_k")
+
+
+def test_opt_in_torch_bf16_int4_path_is_within_bfloat16_rounding() -> None:
+    from lmforge.nn.quantized import use_torch_bf16_int4
+
+    gen = torch.Generator().manual_seed(0)
+    layers = [QuantizedLinear.from_float(torch.randn(37, 256, generator=gen), "int4", 64),  # N not a multiple of 16
+              QuantizedLinear.from_gguf(random_blocks("q4_1", 40, 8, seed=5), "q4_1", 256)]
+    x = torch.randn(2, 256, generator=gen)
+    exact = [layer(x) for layer in layers]
+    assert use_torch_bf16_int4(torch.nn.ModuleList(layers)) == 2
+    for layer, want in zip(layers, exact, strict=True):
+        got = layer(x)
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=0, atol=0.02 * want.abs().max().item())
+        assert not torch.equal(got, want)  # really the bfloat16 path
