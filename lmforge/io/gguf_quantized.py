@@ -32,7 +32,7 @@ KEPT_TYPES = {"Q8_0": "q8_0", "Q4_0": "q4_0", "Q4_1": "q4_1", "Q4_K": "q4_k", "Q
 FLOAT_TYPES = ("F32", "F16", "BF16")
 
 
-def _rows(gf: Any, name: str, tensor: Any, config: dict[str, Any]) -> np.ndarray:
+def _rows(name: str, tensor: Any, config: dict[str, Any]) -> np.ndarray:
     """A tensor's rows as stored (blocks ``(N, row_bytes)`` or floats ``(N, K)``), RoPE rows in lmforge's order."""
     from lmforge.io.gguf import unpermute_rope_rows
 
@@ -109,7 +109,7 @@ def quantized_gpt_from_gguf(gf: Any, config_kwargs: dict[str, Any], dtype: torch
         if qtype and ours == "wte.weight":
             qtype = qtype if qtype in ("q8_0", "q6_k") else None  # 4-bit rows cannot be gathered
         if qtype and isinstance(target, (nn.Linear, nn.Embedding)):
-            raw = np.concatenate([_rows(gf, n, t, config_kwargs) for n, t in zip(names, tensors, strict=True)])
+            raw = np.concatenate([_rows(n, t, config_kwargs) for n, t in zip(names, tensors, strict=True)])
             layer = QuantizedLinear.from_gguf(np.ascontiguousarray(raw), qtype, in_features=config.n_embd
                                               if ours == "wte.weight" else target.in_features)
             if tuple(layer.q.shape[:1]) != (target.weight.shape[0],):
@@ -121,7 +121,7 @@ def quantized_gpt_from_gguf(gf: Any, config_kwargs: dict[str, Any], dtype: torch
             else:
                 _set_module(model, module_path, layer)
             continue
-        array = np.concatenate([_float_rows(gf, n, t, config_kwargs) for n, t in zip(names, tensors, strict=True)])
+        array = np.concatenate([_float_rows(n, t, config_kwargs) for n, t in zip(names, tensors, strict=True)])
         floats[ours] = torch.from_numpy(array).to(dtype or torch.float32)
     if config.tie_embeddings:
         floats.pop("lm_head.weight", None)
