@@ -121,7 +121,7 @@ def quantized_gpt_from_gguf(gf: Any, config_kwargs: dict[str, Any], dtype: torch
             else:
                 _set_module(model, module_path, layer)
             continue
-        array = np.concatenate([_float_rows(n, t, config_kwargs) for n, t in zip(names, tensors, strict=True)])
+        array = np.concatenate([_float_rows(gf, n, t, config_kwargs) for n, t in zip(names, tensors, strict=True)])
         floats[ours] = torch.from_numpy(array).to(dtype or torch.float32)
     if config.tie_embeddings:
         floats.pop("lm_head.weight", None)
