@@ -26,7 +26,8 @@ the portable one saved in an lmforge folder (plain nibbles: byte ``j`` of a row 
 and ``2j+1`` in the high nibble), never torch's CPU-specific int4 packing; :func:`to_gguf_blocks` rebuilds the
 exact GGUF bytes. Why numba and not ``torch.ops.aten._weight_int4pack_mm_for_cpu`` / ``_weight_int8pack_mm``:
 on these CPUs their float32 paths are several times slower than a plain float32 matmul (only bfloat16 is fast,
-and bfloat16 activations move logits by ~1e-2, far from fp32) — see ``docs/quantization.md``.
+and bfloat16 activations move logits by ~1e-2, far from fp32) — see ``docs/quantization.md``;
+:func:`use_torch_bf16_int4` opts a model's 4-bit layers into torch's fast bfloat16 op anyway.
 
 Long prompts (more than :data:`DECODE_MAX_ROWS` rows) dequantize the layer once and use the float32 GEMM,
 which is compute-bound there and strong in PyTorch.
