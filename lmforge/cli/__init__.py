@@ -29,6 +29,7 @@ COMMAND_MODULES: list[str] = [
     "lmforge.cli.inspect",
     "lmforge.cli.ui",
     "lmforge.cli.serve",
+    "lmforge.cli.quantize",
 ]
 
 

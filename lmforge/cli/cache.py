@@ -9,8 +9,9 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     cache = subparsers.add_parser(
         "cache", help="list or clear the cache of converted weights (dequantized GGUF files)",
-        description="lmforge caches the float32 weights it makes from a GGUF file (a safetensors file keyed by the "
-        "GGUF file's SHA-256) so a second load is fast. The folder is $LMFORGE_CACHE (default ~/.cache/lmforge). "
+        description="lmforge caches the float32 weights it makes from a GGUF file loaded with quantized=False "
+        "(a safetensors file keyed by the GGUF file's SHA-256) so a second load is fast; the default load keeps the "
+        "weights quantized and needs no cache. The folder is $LMFORGE_CACHE (default ~/.cache/lmforge). "
         "After each write, least-recently-used entries are deleted until the cache fits in $LMFORGE_CACHE_MAX_GB "
         "(default 20; 'none': no cap); the entry just written is always kept.",
     )

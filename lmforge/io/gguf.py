@@ -562,11 +562,13 @@ def convert_gguf(path: str | os.PathLike, dtype: torch.dtype | None = None
 
 
 def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, cache: bool = True,
-              **_: Any) -> ModelParts:
+              quantized: bool = True, **_: Any) -> ModelParts:
     """The loader for a ``.gguf`` file: model, tokenizer (and its chat template) and generation ids, all from the one
     file (:func:`lmforge.load` wraps the parts into an ``LM``).
 
-    The result of :func:`convert_gguf` is cached (see :mod:`lmforge.io.cache`; ``cache=False`` skips it), keyed by
+    ``quantized=True`` (the default) keeps quantized tensors packed (:mod:`lmforge.io.gguf_quantized`; no cache).
+    ``quantized=False`` dequantizes every tensor to float32. The result of :func:`convert_gguf` is cached (see
+    :mod:`lmforge.io.cache`; ``cache=False`` skips it), keyed by
     the file's SHA-256: a second load of the same bytes reads one safetensors file and never parses the GGUF.
     """
     from lmforge.io.cache import cached, file_sha256
@@ -575,6 +577,10 @@ def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, cach
     path = Path(path)
     if not path.is_file():
         raise FormatError(f"{path}: no such GGUF file")
+    if quantized:  # --- keep-quantized branch (issue 16) ---
+        from lmforge.io.gguf_quantized import load_gguf_quantized
+
+        return load_gguf_quantized(path, dtype=dtype)
 
     def make() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         state, info = convert_gguf(path)

@@ -112,6 +112,10 @@ def read_lmforge_model(folder: str | os.PathLike, *, dtype: torch.dtype | None =
         raise FormatError(f"{weights_path}: file not found") from None
     except Exception as e:  # safetensors' own error types for truncated / corrupt files
         raise FormatError(f"{weights_path}: not a readable safetensors file ({e})") from None
+    if "quantization" in meta:  # quantized layers (lmforge.io.quantize)
+        from lmforge.io.quantize import load_quantized_model
+
+        return load_quantized_model(folder, meta, state, str(weights_path), dtype), meta
     model = model_cls.from_state_dict(config, state, str(weights_path), dtype=dtype)
     return model.eval(), meta
 

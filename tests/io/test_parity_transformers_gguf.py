@@ -53,9 +53,11 @@ def cache_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lm(smollm2_gguf_path, cache_root):
+    # quantized=False: the dequantized float32 path, the one the cache serves (kept-quantized loads:
+    # tests/io/test_quantized_smollm2.py)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(cache.CACHE_ENV, str(cache_root))
-        return lmforge.load(smollm2_gguf_path)
+        return lmforge.load(smollm2_gguf_path, quantized=False)
 
 
 @pytest.mark.slow
@@ -137,7 +139,7 @@ def _reload(path, cache_root) -> tuple[lmforge.lm.LM, float]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(cache.CACHE_ENV, str(cache_root))
         start = time.perf_counter()
-        lm = lmforge.load(path)
+        lm = lmforge.load(path, quantized=False)
         return lm, time.perf_counter() - start
 
 

@@ -195,7 +195,7 @@ def test_llama2_style_gguf_matches_transformers_end_to_end(qtype, tmp_path, cach
 
     source = hf_llama()
     write_llama2_gguf(tmp_path / "m.gguf", source, None if qtype == "F32" else GGMLQuantizationType[qtype])
-    lm = lmforge.load(tmp_path / "m.gguf")
+    lm = lmforge.load(tmp_path / "m.gguf", quantized=False)  # the dequantized path, which the cache serves
     theirs = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file="m.gguf", dtype=torch.float32).eval()
     hf_tokenizer = AutoTokenizer.from_pretrained(str(tmp_path), gguf_file="m.gguf")
     assert [lm.tokenizer.encode(t) for t in TEXTS] == [hf_tokenizer(t)["input_ids"] for t in TEXTS]

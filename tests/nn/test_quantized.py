@@ -1,0 +1,145 @@
+"""Quantized layers: every format's reference dequantizer against gguf's (the outside reference), the exact
+GGUF ↔ nibbles+scales conversion, and every fast path (packed kernel, dequantize-then-GEMM) against reference
+dequantize-then-matmul on odd shapes and extreme scales."""
+
+import numpy as np
+import pytest
+import torch
+from gguf.constants import GGMLQuantizationType
+from gguf.quants import dequantize
+
+from lmforge.errors import ConfigError
+from lmforge.nn.quantized import (
+    DECODE_MAX_ROWS,
+    FORMATS,
+    GGUF_QTYPES,
+    QuantizedEmbedding,
+    QuantizedLinear,
+    dequantize_gguf_reference,
+    dequantize_reference,
+    from_gguf_blocks,
+    quantize_weight,
+    to_gguf_blocks,
+)
+
+# byte offsets of the fp16 fields inside one block of each format
+F16_FIELDS = {"q8_0": [0], "q4_0": [0], "q4_1": [0, 2], "q4_k": [0, 2], "q6_k": [208]}
+
+
+def random_blocks(qtype: str, rows: int, blocks_per_row: int, seed: int, extreme: bool = False) -> np.ndarray:
+    """Random bytes for every quant field; fp16 fields finite, spanning 1e-7 (subnormal) .. 6e4 when extreme."""
+    rng = np.random.default_rng(seed)
+    fmt = FORMATS[qtype]
+    raw = rng.integers(0, 256, (rows, blocks_per_row, fmt.block_bytes), dtype=np.uint8)
+    for offset in F16_FIELDS[qtype]:
+        if extreme:
+            values = rng.choice([1e-7, 3e-5, 0.0, 1.0, 6e4], size=(rows, blocks_per_row, 1)) * rng.choice([-1, 1])
+        else:
+            values = rng.standard_normal((rows, blocks_per_row, 1)) * 0.05
+        raw[..., offset:offset + 2] = values.astype(np.float16).view(np.uint8)
+    return raw.reshape(rows, -1)
+
+
+def matmul_tolerance(x: torch.Tensor, w: torch.Tensor) -> float:
+    """float32 rounding of a length-K dot product, scaled by |x|·|w| (sum order differs between paths)."""
+    return 1e-5 * float((x.abs() @ w.abs().T).max()) + 1e-30
+
+
+@pytest.mark.parametrize("qtype", GGUF_QTYPES)
+@pytest.mark.parametrize("extreme", [False, True])
+def test_gguf_reference_dequantize_and_exact_round_trip(qtype: str, extreme: bool) -> None:
+    raw = random_blocks(qtype, rows=7, blocks_per_row=3, seed=1 + extreme, extreme=extreme)
+    theirs = dequantize(raw, GGMLQuantizationType[qtype.upper()]).reshape(7, -1)
+    ours = dequantize_gguf_reference(raw, qtype)
+    np.testing.assert_array_equal(ours, theirs)
+    parts = from_gguf_blocks(raw, qtype)
+    np.testing.assert_array_equal(to_gguf_blocks(parts, qtype), raw)  # identical bytes back
+    tparts = {k: torch.from_numpy(v) for k, v in parts.items()}
+    again = dequantize_reference(tparts["q"], tparts["scale"], tparts.get("zero"), FORMATS[qtype].bits)
+    np.testing.assert_array_equal(again.numpy(), theirs)
+
+
+@pytest.mark.parametrize("qtype", GGUF_QTYPES)
+@pytest.mark.parametrize("rows", [1, 3, DECODE_MAX_ROWS + 5])  # packed kernel (1, 3) and dequantize + GEMM
+def test_gguf_layer_matmul_equals_reference(qtype: str, rows: int) -> None:
+    n_out = 37  # odd, not a multiple of 16
+    raw = random_blocks(qtype, rows=n_out, blocks_per_row=2, seed=3, extreme=(rows == 3))
+    layer = QuantizedLinear.from_gguf(raw, qtype, in_features=2 * FORMATS[qtype].block)
+    w = torch.from_numpy(dequantize(raw, GGMLQuantizationType[qtype.upper()]).reshape(n_out, -1))
+    x = torch.randn(rows, w.shape[1], generator=torch.Generator().manual_seed(rows))
+    got, want = layer(x), x.double() @ w.double().T
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=matmul_tolerance(x, w))
+    torch.testing.assert_close(layer.dequantize(), w, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("qtype,group", [("int8", None), ("int4", 32), ("int4", 64), ("int4", 128), ("int4", 256),
+                                         ("q8_0", None), ("q4_0", None), ("q4_1", None)])
+def test_quantize_then_matmul(qtype: str, group: int | None) -> None:
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(45, 512, generator=gen) * torch.logspace(-3, 2, 45)[:, None]  # rows of very different scale
+    b = torch.randn(45, generator=gen)
+    layer = QuantizedLinear.from_float(w, qtype, group, bias=b)
+    ref = dequantize_reference(layer.q, layer.scale, layer.zero, layer.bits)
+    assert (ref - w).abs().max() <= (w.abs().amax() * (0.5 / 7 if layer.bits == 4 else 0.5 / 127)) * 1.001
+    for rows in (1, 2, DECODE_MAX_ROWS + 1):
+        x = torch.randn(3, rows, 512, generator=gen)  # (B, T, C) like a model's activations
+        got = layer(x)
+        assert got.shape == (3, rows, 45)
+        want = x.double() @ ref.double().T + b.double()
+        torch.testing.assert_close(got.double(), want, rtol=0, atol=matmul_tolerance(x.reshape(-1, 512), ref))
+
+
+def test_a_wrong_scale_is_far_outside_the_tolerance() -> None:
+    """The matmul tolerance is tight enough to catch a scale applied to the neighbouring group."""
+    gen = torch.Generator().manual_seed(0)
+    layer = QuantizedLinear.from_float(torch.randn(16, 256, generator=gen), "int4", 32)
+    x = torch.randn(1, 256, generator=gen)
+    wrong = dequantize_reference(layer.q, layer.scale.roll(1, dims=1), layer.zero, 4)
+    right = dequantize_reference(layer.q, layer.scale, layer.zero, 4)
+    assert (layer(x) - x @ wrong.T).abs().max() > 100 * matmul_tolerance(x, right)
+
+
+def test_quantized_embedding_and_tied_head_share_bytes() -> None:
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(100, 64, generator=gen)
+    head = QuantizedLinear.from_float(table, "q8_0")
+    emb = QuantizedEmbedding.from_linear(head)
+    ids = torch.tensor([[0, 5, 99], [7, 7, 1]])
+    full = dequantize_reference(head.q, head.scale, None, 8)
+    torch.testing.assert_close(emb(ids), full[ids], rtol=0, atol=0)
+    assert emb.q.data_ptr() == emb.tied_head().q.data_ptr() == head.q.data_ptr()
+
+
+def test_state_dict_round_trip_is_byte_identical() -> None:
+    layer = QuantizedLinear.from_float(torch.randn(20, 256), "int4", 64)
+    again = QuantizedLinear(256, 20, "int4", 64)
+    again.load_state_dict(layer.state_dict())
+    for name, tensor in layer.state_dict().items():
+        assert torch.equal(tensor, again.state_dict()[name])
+
+
+def test_bad_formats_and_groups_are_clear_errors() -> None:
+    with pytest.raises(ConfigError, match="not a whole number of groups of 128"):
+        QuantizedLinear.from_float(torch.randn(4, 200), "int4", 128)
+    with pytest.raises(ConfigError, match="group size must be one of"):
+        QuantizedLinear.from_float(torch.randn(4, 256), "int4", 48)
+    with pytest.raises(ConfigError, match="unknown format 'q3_x'"):
+        QuantizedLinear(256, 4, "q3_x")
+    with pytest.raises(ConfigError, match="cannot write it"):
+        quantize_weight(torch.randn(4, 256), "q4_k")
+
+
+def test_opt_in_torch_bf16_int4_path_is_within_bfloat16_rounding() -> None:
+    from lmforge.nn.quantized import use_torch_bf16_int4
+
+    gen = torch.Generator().manual_seed(0)
+    layers = [QuantizedLinear.from_float(torch.randn(37, 256, generator=gen), "int4", 64),  # N not a multiple of 16
+              QuantizedLinear.from_gguf(random_blocks("q4_1", 40, 8, seed=5), "q4_1", 256)]
+    x = torch.randn(2, 256, generator=gen)
+    exact = [layer(x) for layer in layers]
+    assert use_torch_bf16_int4(torch.nn.ModuleList(layers)) == 2
+    for layer, want in zip(layers, exact, strict=True):
+        got = layer(x)
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=0, atol=0.02 * want.abs().max().item())
+        assert not torch.equal(got, want)  # really the bfloat16 path
