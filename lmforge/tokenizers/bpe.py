@@ -23,7 +23,7 @@ from lmforge.tokenizers.alphabet import (  # noqa: F401 - re-exported: the publi
     token_string_to_bytes,
     unicode_to_bytes,
 )
-from lmforge.tokenizers.model import BaseModel, Token
+from lmforge.tokenizers.model import BaseModel, Token, tokens_of
 from lmforge.tokenizers.patterns import CL100K_PATTERN, GPT2_PATTERN  # noqa: F401 - re-exported
 
 
@@ -133,10 +133,14 @@ class BPEModel(BaseModel):
         >>> BPEModel([bytes([i]) for i in range(256)], []).tokenize("é")
         [Token(id=195, start=0, end=1), Token(id=169, start=0, end=1)]
         """
-        ids = self.encode(word)
+        return self.tokenize_ids(word, self.encode(word))
+
+    def tokenize_ids(self, word: str, ids: list[int]) -> list[Token]:
+        """The spans of ``ids`` (``encode(word)``) from their byte lengths: no BPE run again."""
         tb = self.token_bytes
         lengths = [len(tb[i] or b"") if i < len(tb) else 1 for i in ids]
-        return [Token(i, s, e) for i, (s, e) in zip(ids, byte_token_offsets(word, lengths), strict=True)]
+        spans = byte_token_offsets(word, lengths)
+        return list(map(tokens_of, [(i, s, e) for i, (s, e) in zip(ids, spans, strict=True)]))
 
     def explain(self, word: str) -> dict:
         """``{"merges": [(left, right, merged), ...]}``: the merges applied to ``word``, in order."""
@@ -511,7 +515,8 @@ class CharBPEModel(BaseModel):
     def tokenize(self, word: str) -> list[Token]:
         check_encodable(word)
         ids, lengths = self.encode_with_lengths(word)
-        return [Token(i, s, e) for i, (s, e) in zip(ids, byte_token_offsets(word, lengths), strict=True)]
+        spans = byte_token_offsets(word, lengths)
+        return list(map(tokens_of, [(i, s, e) for i, (s, e) in zip(ids, spans, strict=True)]))
 
     def explain(self, word: str) -> dict:
         """``{"merges": [(left, right, merged), ...]}``: the merges applied to ``word``, in order."""

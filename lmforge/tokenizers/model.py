@@ -8,6 +8,7 @@ with these methods (see ``docs/tokenizers-internals.md``).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, NamedTuple, Protocol
 
 
@@ -18,6 +19,9 @@ class Token(NamedTuple):
     id: int
     start: int
     end: int
+
+
+tokens_of = partial(tuple.__new__, Token)  # (id, start, end) → Token at C speed: list(map(tokens_of, triples))
 
 
 class Model(Protocol):
@@ -66,6 +70,9 @@ class Model(Protocol):
         """Split ``text`` with the compiled GPT-2 (``mode`` 0) / cl100k (1) splitter and encode it; None where
         the model has no such path (the tokenizer then splits and encodes piece by piece)."""
 
+    def tokenize_ids(self, word: str, ids: list[int]) -> list[Token]:
+        """``tokenize(word)`` given ``ids == encode(word)`` (the tokenizer's memo of ids)."""
+
 
 class BaseModel:
     """What most models do for the optional parts of the contract: no compiled path, no memo of their own, and
@@ -78,6 +85,11 @@ class BaseModel:
     def encode_text(self, text: str, mode: int) -> list[int] | None:
         """Split (compiled splitter ``mode``) and encode a whole text; None: no such path here."""
         return None
+
+    def tokenize_ids(self, word: str, ids: list[int]) -> list[Token]:
+        """``tokenize(word)`` when ``ids == encode(word)`` is known already (a model that can find the spans
+        from the ids alone overrides it)."""
+        return self.tokenize(word)
 
     def default_decoder(self):
         return None

@@ -339,16 +339,24 @@ class Tokenizer:
                     offsets.append(_span(align, s, e, base, len(seg)))
                 continue
             for piece, ps, pe, positions in self._pre_split(norm[s:e], at_start=base == 0 and s == 0):
-                ids.extend(self._cache[piece])
                 if offsets is None:
+                    ids.extend(self._cache[piece])
                     continue
-                for t in self._tokens(piece):
+                tokens = self._tokens(piece)
+                inserted = len(piece) - (pe - ps)
+                if positions is None and inserted <= 0 and align is None:  # the common case: spans just shift
+                    shift = base + s + ps
+                    for tid, ts, te in tokens:
+                        ids.append(tid)
+                        offsets.append((shift + ts, shift + te))
+                    continue
+                for tid, ts, te in tokens:
+                    ids.append(tid)
                     if positions is not None:  # the pre-tokenizer normalised too: each char's place in norm[s:e]
-                        a = positions[t.start] if t.start < len(positions) else pe
-                        b = positions[t.end - 1] + 1 if t.end > t.start else a
-                        ts, te = s + a, s + b
+                        a = positions[ts] if ts < len(positions) else pe
+                        ts, te = s + a, s + (positions[te - 1] + 1 if te > ts else a)
                     else:
-                        ts, te = _shift(t.start, t.end, len(piece) - (pe - ps))
+                        ts, te = _shift(ts, te, inserted)
                         ts, te = s + ps + ts, s + ps + te
                     offsets.append(_span(align, ts, te, base, len(seg)))
 
@@ -356,7 +364,8 @@ class Tokenizer:
         """The model's tokens of one piece with their spans, memoised like the ids."""
         tokens = self._spans.get(piece)
         if tokens is None:
-            tokens = self.model.tokenize(piece)
+            ids = self._cache.get(piece)  # .get: a miss does not encode
+            tokens = self.model.tokenize(piece) if ids is None else self.model.tokenize_ids(piece, ids)
             if len(piece) <= _CACHE_MAX_PIECE:
                 if len(self._spans) >= _CACHE_LIMIT:
                     self._spans.clear()
@@ -552,7 +561,11 @@ class Tokenizer:
         ids = [self._check_id(i) for i in ids]
         if skip_special_tokens:
             ids = [i for i in ids if not (i in self._added_by_id and self._added_by_id[i].special)]
-        return self._decoding().decode([self.id_to_token(i) for i in ids])
+        strings = self._id_to_token
+        tokens = [strings[i] for i in ids]
+        if None in tokens:
+            self.id_to_token(ids[tokens.index(None)])  # raises: the id is assigned to no token
+        return self._decoding().decode(tokens)
 
     # ------------------------------------------------------------------------------------------- explain
     def explain(self, text: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from lmforge.errors import InputError
 from lmforge.tokenizers.alphabet import byte_token
 from lmforge.tokenizers.bpe import check_encodable
-from lmforge.tokenizers.model import BaseModel, Token
+from lmforge.tokenizers.model import BaseModel, Token, tokens_of
 
 UNK_PENALTY = 10.0  # an unknown char scores this far below the least likely piece
 
@@ -97,7 +97,7 @@ class UnigramModel(BaseModel):
         >>> UnigramModel([("<unk>", 0.0), ("a", -1.0)], unk_id=0).tokenize("aé")
         [Token(id=1, start=0, end=1), Token(id=0, start=1, end=2)]
         """
-        return [Token(*t) for t in self._spans(word)]
+        return list(map(tokens_of, self._spans(word)))
 
     def _spans(self, word: str) -> list[tuple[int, int, int]]:
         """``tokenize`` as plain ``(id, start, end)`` tuples (the encode path makes no ``Token`` objects)."""

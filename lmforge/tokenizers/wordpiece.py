@@ -29,7 +29,7 @@ from lmforge.tokenizers.bert_normalizer import (  # noqa: F401 - re-exported: th
     is_cjk_ideograph,
 )
 from lmforge.tokenizers.decoders import WordPieceDecoder, decode_wordpiece  # noqa: F401 - decode_wordpiece re-exported
-from lmforge.tokenizers.model import BaseModel, Token
+from lmforge.tokenizers.model import BaseModel, Token, tokens_of
 from lmforge.tokenizers.pipeline import BertNormalizer, BertPreTokenizer
 
 
@@ -179,7 +179,7 @@ class WordPieceModel(BaseModel):
 
     def tokenize(self, word: str) -> list[Token]:
         vocab = self.vocab
-        return [Token(vocab[p], s, e) for p, s, e in self.tokenize_word(word)]
+        return list(map(tokens_of, [(vocab[p], s, e) for p, s, e in self.tokenize_word(word)]))
 
     def explain(self, word: str) -> dict:
         """``{"merges": [], "steps": explain_word(word)}``: the greedy search's candidates."""
