@@ -56,7 +56,8 @@ def run_quantize(args: argparse.Namespace) -> int:
 
     import lmforge
     from lmforge.errors import ConfigError
-    from lmforge.io.quantize import quantize_model, save_quantized
+    from lmforge.io.lmforge_format import save_model
+    from lmforge.io.quantize import quantize_model
 
     out = Path(args.out)
     to_gguf = out.suffix.lower() == ".gguf"
@@ -73,7 +74,7 @@ def run_quantize(args: argparse.Namespace) -> int:
         print(f"wrote {out}: {args.to} ({out.stat().st_size / 1e6:.1f} MB)")
         return 0
     quantize_model(lm.model, args.to, args.group)
-    save_quantized(out, lm.model, lm.tokenizer, lm.generation_config)
+    save_model(out, lm.model, lm.tokenizer, lm.generation_config)
     print(f"wrote {out}: {_summary(lm.model)}")
     return 0
 

@@ -72,6 +72,11 @@ def save_model(
             "generation": gen}
     if weights_file != WEIGHTS_FILE:
         meta["weights"] = weights_file
+    from lmforge.io.quantize import QUANT_KEY, quantization_spec
+
+    spec = quantization_spec(model)
+    if spec:  # packed layers (lmforge.io.quantize): which module holds which format
+        meta[QUANT_KEY] = spec
     atomic_write_with(folder / weights_file, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     if tokenizer is not None:
         write_tokenizer_files(folder, tokenizer)

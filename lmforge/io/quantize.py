@@ -6,20 +6,18 @@ format (``qtype`` itself when it is 8-bit, else ``q8_0`` for GGUF targets and ``
 as llama.cpp keeps ``token_embd``/``output`` at higher precision: their rows are gathered one at a time and the
 head's errors land directly on the logits.
 
-A quantized lmforge folder is an ordinary one (:mod:`lmforge.io.lmforge_format`) whose ``lmforge.json`` also
+A quantized lmforge folder is an ordinary one (:func:`lmforge.io.save_model` writes it) whose ``lmforge.json`` also
 has ``"quantization": {module name: {"qtype", "group", "kind"}}``; ``model.safetensors`` holds the layers'
 buffers as they are in memory (plain nibbles or int8, float32 scales/zeros, K-quant header bytes) — portable,
 nothing CPU-specific.
 
 >>> lm = lmforge.load("model-folder")                      # doctest: +SKIP
 >>> quantize_model(lm.model, "int4", group=64)             # doctest: +SKIP
->>> save_quantized("model-int4", lm.model, lm.tokenizer)   # doctest: +SKIP
+>>> save_model("model-int4", lm.model, lm.tokenizer)       # doctest: +SKIP  (lmforge.io.save_model)
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -107,19 +105,6 @@ def quantization_spec(model: nn.Module) -> dict[str, dict[str, Any]]:
         elif isinstance(module, QuantizedEmbedding):
             spec[name] = {"qtype": module.qtype, "group": module.group, "kind": "embedding"}
     return spec
-
-
-def save_quantized(folder: str | os.PathLike, model: nn.Module, tokenizer: Any = None,
-                   generation_config: dict | None = None) -> Path:
-    """An lmforge folder for a quantized GPT: ``save_model`` plus the ``"quantization"`` spec in ``lmforge.json``."""
-    from lmforge.fileio import atomic_write_text
-    from lmforge.io.lmforge_format import CONFIG_FILE, save_model
-
-    folder = save_model(folder, model, tokenizer, generation_config)
-    meta = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    meta[QUANT_KEY] = quantization_spec(model)
-    atomic_write_text(folder / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
-    return folder
 
 
 def empty_quantized_model(config: Any, spec: dict[str, dict[str, Any]], source: str) -> nn.Module:

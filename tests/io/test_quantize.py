@@ -12,7 +12,8 @@ from lmforge.errors import ConfigError, FormatError
 from lmforge.io import cache
 from lmforge.io.gguf import open_gguf
 from lmforge.io.gguf_export import export_gguf
-from lmforge.io.quantize import quantize_model, save_quantized
+from lmforge.io.lmforge_format import save_model
+from lmforge.io.quantize import quantize_model
 from lmforge.models.gpt import GPT, GPTConfig
 from lmforge.nn.quantized import QuantizedLinear
 from tests.test_generate import make_tiny_text_model
@@ -40,7 +41,7 @@ def tiny_gpt2(tiny):
 def test_quantize_save_load_gives_identical_bytes_and_logits(tiny, tmp_path, qtype, group):
     model = GPT.from_state_dict(tiny.config, tiny.model.state_dict()).eval()
     quantize_model(model, qtype, group)
-    save_quantized(tmp_path / "q", model, tiny.tokenizer, tiny.generation_config)
+    save_model(tmp_path / "q", model, tiny.tokenizer, tiny.generation_config)
     back = lmforge.load(tmp_path / "q")
     assert isinstance(back.model.blocks[0].attn.qkv, QuantizedLinear)
     assert back.model.lm_head.q is back.model.wte.q  # still tied: one copy of the bytes
