@@ -8,6 +8,7 @@ know — accept ``**_``):
   :data:`lmforge.io.lmforge_format.ARCHITECTURES`) → ``lmforge.io.lmforge_format.load_lmforge``;
 - Hugging Face folder (``config.json``; ``model_type`` picks the row of :data:`HF_LOADERS`):
   gpt2 / llama / mistral / mixtral / qwen2 → ``lmforge.io.hf.load_hf``; bert → ``lmforge.io.hf_bert.load``;
+  marian (MarianMT encoder–decoder) → ``lmforge.io.hf_marian.load``;
 - a ``.gguf`` file → ``lmforge.io.gguf.load_gguf``.
 
 Adding a format or an HF architecture is one line in the tables below.
@@ -33,6 +34,7 @@ HF_LOADERS: dict[str, str] = {
     "mixtral": "lmforge.io.hf:load_hf",
     "qwen2": "lmforge.io.hf:load_hf",
     "bert": "lmforge.io.hf_bert:load",
+    "marian": "lmforge.io.hf_marian:load",
 }
 LMFORGE_LOADER = "lmforge.io.lmforge_format:load_lmforge"
 GGUF_LOADER = "lmforge.io.gguf:load_gguf"
