@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "lmforge.cli.generate",
     "lmforge.cli.chat",
     "lmforge.cli.eval",
+    "lmforge.cli.seq2seq",
     "lmforge.cli.represent",
     "lmforge.cli.bert",
     "lmforge.cli.cache",

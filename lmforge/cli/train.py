@@ -97,6 +97,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         bert = importlib.import_module("lmforge.cli.bert")
         if hasattr(bert, "register_train_bert"):
             bert.register_train_bert(kinds)
+    from lmforge.cli.seq2seq import register_train_seq2seq
+
+    register_train_seq2seq(kinds)
     train.set_defaults(func=lambda args: (train.print_help(), 0)[1])
 
 

@@ -129,10 +129,14 @@ class RNNSeq2Seq(nn.Module):
             self.lm_head.weight = self.tgt_embed.weight
 
     def reset_parameters(self) -> None:
-        """Uniform(-init_std, init_std) everywhere (the classic seq2seq init), zero biases."""
+        """Uniform(-init_std, init_std) weights (the classic seq2seq init), zero biases, and N(0, 1) embeddings:
+        with small embeddings the decoder's input starts near zero and training sits for hundreds of steps on the
+        unigram plateau before it uses the previous token at all."""
         for name, p in self.named_parameters():
             if name.endswith("bias") or "bias_" in name:
                 nn.init.zeros_(p)
+            elif name.endswith("embed.weight"):
+                nn.init.normal_(p, 0.0, 1.0)
             else:
                 nn.init.uniform_(p, -self.config.init_std, self.config.init_std)
 
