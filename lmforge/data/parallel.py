@@ -139,6 +139,12 @@ def split_pairs(pairs: list[Pair], valid_fraction: float = 0.05, test_fraction: 
 
 _ANNOTATION = re.compile(r"\{[^}]*\}|\[[^\]]*\]|<[^>]*>")
 _SENTENCE_END = (".", "!", "?")
+# A cheap first look at a whole line: some column or alternative ends in . ! ? (annotations may follow). Most of
+# the dictionary's ~200,000 lines are single words and fail it, so only few lines get the full parse.
+_CANDIDATE = re.compile(r"[.!?](?:\s*[\[{<][^\]}>]*[\]}>])*\s*(?:;|\||::|$)")
+_ENDS_SENTENCE = re.compile(r"[.!?](?:\s*[\[{<][^\]}>]*[\]}>])*\s*$")
+_SPACES = re.compile(r"\s+")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.!?,;:])")
 
 
 def _clean(text: str) -> str:
@@ -147,9 +153,8 @@ def _clean(text: str) -> str:
     >>> _clean("Das ist gut [ugs.]  {adj}.")
     'Das ist gut.'
     """
-    text = _ANNOTATION.sub("", text)
-    text = re.sub(r"\s+", " ", text).strip()
-    return re.sub(r"\s+([.!?,;:])", r"\1", text)
+    text = _SPACES.sub(" ", _ANNOTATION.sub("", text)).strip()
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", text)
 
 
 def _is_sentence(text: str) -> bool:
@@ -167,15 +172,17 @@ def ding_pairs(path: str | os.PathLike | None = None) -> list[Pair]:
     pairs = []
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
-            if line.startswith("#") or " :: " not in line:
+            if line.startswith("#") or " :: " not in line or not _CANDIDATE.search(line):
                 continue
             de, en = line.rstrip("\n").split(" :: ", 1)
             de_cols, en_cols = de.split(" | "), en.split(" | ")
             if len(de_cols) != len(en_cols):
                 continue
             for dc, ec in zip(de_cols, en_cols, strict=True):
-                d_alts = [a for a in (_clean(x) for x in dc.split("; ")) if _is_sentence(a)]
-                e_alts = [a for a in (_clean(x) for x in ec.split("; ")) if _is_sentence(a)]
+                d_alts = [a for a in (_clean(x) for x in dc.split("; ") if _ENDS_SENTENCE.search(x)) if _is_sentence(a)]
+                if not d_alts:
+                    continue
+                e_alts = [a for a in (_clean(x) for x in ec.split("; ") if _ENDS_SENTENCE.search(x)) if _is_sentence(a)]
                 if not d_alts or not e_alts:
                     continue
                 if len(d_alts) == len(e_alts):
