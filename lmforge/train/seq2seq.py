@@ -244,8 +244,11 @@ def translate_ids(model: nn.Module, tokenizer: Any, sources: list[str], *, batch
 
     c = model.config
     max_new = max_new_tokens or c.block_size
-    ids = [x[: c.block_size - 1] + [c.eos_token_id]
-           for x in tokenizer.encode_many(sources, add_special_tokens=False)]
+    ids = [x + [c.eos_token_id] for x in tokenizer.encode_many(sources, add_special_tokens=False)]
+    for n, x in enumerate(ids, 1):
+        if len(x) > c.block_size:
+            raise InputError(f"sentence {n} has {len(x)} tokens (with the end token), more than the model allows "
+                             f"(block_size={c.block_size})")
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out: list[str] = [""] * len(ids)
     was_training = model.training
@@ -301,7 +304,7 @@ def cross_attention(model: nn.Module, tokenizer: Any, source: str, *, layer: int
     c = model.config
     if getattr(c, "attention", "") == "none":
         raise ConfigError("this RNN has no attention (attention='none'): nothing to show")
-    src = tokenizer.encode(source, add_special_tokens=False)[: c.block_size - 1] + [c.eos_token_id]
+    src = tokenizer.encode(source, add_special_tokens=False) + [c.eos_token_id]
     new = seq2seq_generate_ids(model, [src], max_new_tokens=max_new_tokens or c.block_size).new_ids[0]
     tgt = [*new, c.eos_token_id][: c.block_size]
     with torch.no_grad():
