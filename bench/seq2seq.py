@@ -76,12 +76,12 @@ def main() -> None:
     for batch_size in (1, 16):
         batches = [sources[i : i + batch_size] for i in range(0, len(sources), batch_size)]
 
-        def run_ours():
+        def run_ours(batches=batches):
             for b in batches:
                 out = seq2seq_generate_ids(ours, b, max_new_tokens=n, eos_token_ids=[])
                 assert all(len(x) == n for x in out.new_ids)
 
-        def run_ref():
+        def run_ref(batches=batches):
             with torch.inference_mode():
                 for b in batches:
                     ids, mask = hf_batch(b)

@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s2s.add_argument("--out", required=True, help="folder for the report and the three run folders")
     s2s.add_argument("--steps", type=int, default=2000, help="optimizer steps per model")
     s2s.add_argument("--batch-size", type=int, default=64, help="sentence pairs per step")
-    s2s.add_argument("--vocab-size", type=int, default=None, help="shared BPE vocabulary (default 8000; synthetic 1024)")
+    s2s.add_argument("--vocab-size", type=int, default=None,
+                     help="shared BPE vocabulary (default 8000; synthetic 1024)")
     s2s.add_argument("--max-test", type=int, default=1000, help="score at most this many test pairs")
     s2s.add_argument("--seed", type=int, default=1337)
     s2s.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -123,7 +123,8 @@ def state_from_marian(hf: dict[str, torch.Tensor], config: TransformerConfig, wh
 
 
 def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, **_: Any) -> Any:
-    """``lmforge.load`` for a Marian folder → :class:`~lmforge.io.bundle.LM` (tokenizer only from ``tokenizer.json``)."""
+    """``lmforge.load`` for a Marian folder → :class:`~lmforge.io.bundle.LM` (a tokenizer only from a
+    ``tokenizer.json``)."""
     from lmforge.fileio import read_json
     from lmforge.io.bundle import LM, load_folder_tokenizer
 

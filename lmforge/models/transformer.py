@@ -89,7 +89,8 @@ class TransformerConfig:
         for name in ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 0 <= value < self.vocab_size:
-                raise ConfigError(f"TransformerConfig.{name}: expected an id in 0..{self.vocab_size - 1}, got {value!r}")
+                raise ConfigError(f"TransformerConfig.{name}: expected an id in 0..{self.vocab_size - 1}, "
+                                  f"got {value!r}")
         self.ffn_hidden = self.block_config(cross=False).ffn_hidden
 
     def block_config(self, cross: bool) -> BlockConfig:
@@ -131,7 +132,8 @@ def marian_sinusoids(n_positions: int, dim: int) -> torch.Tensor:
 
 
 def cross_keys_values(attn: Attention, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A cross-attention layer's keys and values for the encoder output: ``memory (B, S, C)`` → ``k, v (B, H, S, D)``."""
+    """A cross-attention layer's keys and values of the encoder output: ``memory (B, S, C)`` →
+    ``k, v (B, H, S, D)``."""
     b, s, _ = memory.shape
     k, v = attn.kv(memory).view(b, s, 2, attn.n_kv_head, attn.head_dim).permute(2, 0, 3, 1, 4)
     return k, v

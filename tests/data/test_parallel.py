@@ -1,6 +1,7 @@
 """Parallel text: TSV / aligned files / folders, the deterministic split, the Ding parser on real lines, the
 synthetic grammar, and bad input named by file and line."""
 
+# ruff: noqa: E501  (real dictionary lines, verbatim)
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from lmforge.data.parallel import (
-    DING_PATH, Pair, ding_pairs, read_aligned, read_parallel, split_pairs, synthetic_pairs, synthetic_sentence,
+    DING_PATH,
+    Pair,
+    ding_pairs,
+    read_aligned,
+    read_parallel,
+    split_pairs,
+    synthetic_pairs,
+    synthetic_sentence,
 )
 from lmforge.errors import InputError
 
