@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s2s.add_argument("--batch-size", type=int, default=64, help="sentence pairs per step")
     s2s.add_argument("--vocab-size", type=int, default=None,
                      help="shared BPE vocabulary (default 8000; synthetic 1024)")
+    s2s.add_argument("--block-size", type=int, default=128, help="longest source / target in tokens")
     s2s.add_argument("--max-test", type=int, default=1000, help="score at most this many test pairs")
     s2s.add_argument("--seed", type=int, default=1337)
     s2s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -40,7 +41,7 @@ def run_compare_seq2seq(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     data = args.data[0] if len(args.data) == 1 else args.data
     results = compare_seq2seq(data, args.out, steps=args.steps, batch_size=args.batch_size,
-                              vocab_size=args.vocab_size, max_test=args.max_test, seed=args.seed,
+                              vocab_size=args.vocab_size, max_test=args.max_test, block_size=args.block_size, seed=args.seed,
                               progress=not args.no_progress)
     print(report_table(results))
     print(f"report: {args.out}/report.md, plot: {args.out}/bleu_by_length.png")

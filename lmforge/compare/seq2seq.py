@@ -27,6 +27,7 @@ def compare_seq2seq(
     data: str | os.PathLike | list, out_dir: str | os.PathLike, *, steps: int = 2000, batch_size: int = 64,
     vocab_size: int | None = None, max_test: int = 1000, seed: int = 1337, progress: bool = True,
     models: list[tuple[str, str, dict]] | None = None, train_overrides: dict | None = None,
+    block_size: int | None = None,
 ) -> dict[str, Any]:
     """Train and score each of ``models`` (default :data:`MODELS`); returns ``{name: row}`` as in results.json."""
     import torch
@@ -43,7 +44,8 @@ def compare_seq2seq(
     tokenizer = None
     results: dict[str, Any] = {}
     for name, arch, overrides in models or MODELS:
-        setup = prepare(data, arch, overrides, budget, vocab_size=vocab_size, tokenizer=tokenizer, pairs=pairs)
+        shape = {**overrides, **({"block_size": block_size} if block_size else {})}
+        setup = prepare(data, arch, shape, budget, vocab_size=vocab_size, tokenizer=tokenizer, pairs=pairs)
         tokenizer = setup.tokenizer  # trained once, on the first model's (identical) training split
         run_dir = out / name
         start = time.perf_counter()
