@@ -41,8 +41,8 @@ def run_compare_seq2seq(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     data = args.data[0] if len(args.data) == 1 else args.data
     results = compare_seq2seq(data, args.out, steps=args.steps, batch_size=args.batch_size,
-                              vocab_size=args.vocab_size, max_test=args.max_test, block_size=args.block_size, seed=args.seed,
-                              progress=not args.no_progress)
+                              vocab_size=args.vocab_size, max_test=args.max_test, block_size=args.block_size,
+                              seed=args.seed, progress=not args.no_progress)
     print(report_table(results))
     print(f"report: {args.out}/report.md, plot: {args.out}/bleu_by_length.png")
     return 0

@@ -317,7 +317,11 @@ def cross_attention(model: nn.Module, tokenizer: Any, source: str, *, layer: int
         raise ConfigError(f"head: expected 0..{weights.shape[0] - 1}, got {head}")
     weights = weights.mean(0) if head is None else weights[head]
 
+    def name(i: int) -> str:  # the token's text; its vocabulary entry when the text is a partial character
+        text = tokenizer.decode([i], skip_special_tokens=False).strip()
+        return text if text and text.isprintable() and "\ufffd" not in text else tokenizer.id_to_token(i)
+
     def names(ids: list[int]) -> list[str]:
-        return [tokenizer.decode([i], skip_special_tokens=False).strip() or tokenizer.id_to_token(i) for i in ids]
+        return [name(i) for i in ids]
 
     return weights.numpy(), names(src), names(tgt), tokenizer.decode(new).strip()
