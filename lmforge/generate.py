@@ -499,6 +499,9 @@ def stream(lm: Any, prompt: str, **options: Any) -> Iterator[str]:
     """
     if not isinstance(prompt, str):
         raise InputError("stream: expected one prompt string")
+    if getattr(lm.model, "is_encoder_decoder", False):  # a translation is yielded whole
+        yield translate(lm, prompt, **options)
+        return
     id_options, stop_strings = text_options(lm, dict(options))
     if id_options.get("num_beams", 1) > 1:
         yield generate(lm, prompt, **options)

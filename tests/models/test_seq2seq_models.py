@@ -115,3 +115,19 @@ def test_config_round_trip_and_parameter_count():
         cfg = model.config
         assert type(cfg).from_dict(cfg.to_dict()) == cfg
         assert model.num_parameters() == sum(p.numel() for p in model.parameters())
+
+
+def test_text_level_translate_and_stream(tmp_path):
+    from lmforge.io.bundle import LM
+    from lmforge.tokenizers.train import train_tokenizer
+
+    tok = train_tokenizer(["the dog sees a cat"] * 4, vocab_size=262, special_tokens=["<pad>", "<s>", "</s>"])
+    pad, start, eos = (tok.token_to_id(t) for t in ("<pad>", "<s>", "</s>"))
+    torch.manual_seed(0)
+    model = RNNSeq2Seq(RNNSeq2SeqConfig(vocab_size=tok.vocab_size, block_size=16, n_embd=16, pad_token_id=pad,
+                                        decoder_start_token_id=start, eos_token_id=eos)).eval()
+    lm = LM(model, tok)
+    ids = generate_ids(model, [tok.encode("the dog", add_special_tokens=False) + [eos]], max_new_tokens=16)
+    assert lm.generate("the dog") == tok.decode(ids.new_ids[0])
+    assert "".join(lm.stream("the dog")) == lm.generate("the dog")
+    assert lm.generate(["the dog", "a cat"], num_beams=2)[0] == lm.generate("the dog", num_beams=2)
