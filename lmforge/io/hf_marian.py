@@ -164,8 +164,6 @@ def save_marian(folder: str | os.PathLike, model: Transformer, tokenizer: Any = 
     inverse_act = {"silu": "swish", "relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_new"}
     if c.prenorm or c.norm != "layer" or not c.bias or c.mlp not in inverse_act:
         raise ConfigError("save_marian: Marian needs post-norm, LayerNorm, biases and a relu/silu/gelu MLP")
-    if not c.share_embeddings and c.src_vocab_size != c.vocab_size:
-        pass  # Marian's decoder_vocab_size covers a separate target vocabulary
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sd = model.state_dict()
