@@ -9,6 +9,10 @@ preallocated :class:`~lmforge.nn.kv_cache.KVCache`, so each step only runs the n
 Two levels: ``generate_ids`` / ``beam_search_ids`` work on token ids and any model with the
 ``model(input_ids, attention_mask, position_ids, kv_cache=, last_only=)`` interface of
 :class:`~lmforge.models.gpt.GPT`; ``generate`` / ``stream`` take text and an :class:`~lmforge.lm.LM`.
+
+Encoder–decoder models (``model.is_encoder_decoder``: :mod:`lmforge.models.transformer`,
+:mod:`lmforge.models.rnn_seq2seq`) decode through the same greedy / sampling / beam code: see the protocol at
+"encoder–decoder" below.
 """
 
 from __future__ import annotations
@@ -267,7 +271,12 @@ def iter_tokens(
 
 
 def generate_ids(model: torch.nn.Module, prompts: Sequence[Sequence[int]], **options: Any) -> Generation:
-    """Run :func:`iter_tokens` (or :func:`beam_search_ids` when ``num_beams > 1``) to the end → :class:`Generation`."""
+    """Run :func:`iter_tokens` (or :func:`beam_search_ids` when ``num_beams > 1``) to the end → :class:`Generation`.
+
+    For an encoder–decoder (``model.is_encoder_decoder``) ``prompts`` are the source sentences' ids; see
+    :func:`seq2seq_generate_ids`."""
+    if getattr(model, "is_encoder_decoder", False):
+        return seq2seq_generate_ids(model, prompts, **options)
     num_beams = options.pop("num_beams", 1)
     if num_beams > 1:
         for unsupported in ("temperature", "top_k", "top_p", "min_p", "seed", "top_n"):
@@ -452,6 +461,8 @@ def generate(lm: Any, prompt: str | list[str], **options: Any) -> str | list[str
     num_beams=1, length_penalty=1.0, stop`` (strings and/or token ids; the text is cut before a stop string),
     ``seed``. Special tokens are skipped; no chat template is applied.
     """
+    if getattr(lm.model, "is_encoder_decoder", False):
+        return translate(lm, prompt, **options)
     single = isinstance(prompt, str)
     prompts = [prompt] if single else list(prompt)
     id_options, stop_strings = text_options(lm, dict(options))
@@ -500,6 +511,9 @@ def stream(lm: Any, prompt: str, **options: Any) -> Iterator[str]:
     """
     if not isinstance(prompt, str):
         raise InputError("stream: expected one prompt string")
+    if getattr(lm.model, "is_encoder_decoder", False):  # a translation is yielded whole
+        yield translate(lm, prompt, **options)
+        return
     id_options, stop_strings = text_options(lm, dict(options))
     if id_options.get("num_beams", 1) > 1:
         yield generate(lm, prompt, **options)
@@ -525,3 +539,115 @@ def stream(lm: Any, prompt: str, **options: Any) -> Iterator[str]:
             shown = safe
     if len(text) > shown:
         yield text[shown:]
+
+
+# ---------------------------------------------------------------- encoder–decoder
+#
+# The protocol an encoder–decoder model follows (Transformer and RNN alike):
+#   memory = model.encode(source_ids (B, S), source_mask (B, S))         -- once per input
+#   cache  = model.new_cache(memory, source_mask, max_len)                -- EncoderDecoderCache: what every decoder
+#            layer attends to in the source, computed ONCE (cross-attention K/V; RNN: states + attention keys),
+#            and the decoder's own past, which GROWS per step (self-attention KVCache; RNN: the hidden state)
+#   logits = model.decode(target_ids (B, T), cache, last_only=True)      -- per step; appends to the growing part
+# Beam search keeps B*K rows: the encoder still runs on the B inputs, the cache's rows are repeated K times
+# (``repeat_rows``) and ``cache.reorder`` re-ranks the cross part and the growing part together.
+# ``_EncoderDecoderSteps`` presents exactly this to iter_tokens / beam_search_ids as if it were a decoder-only
+# model whose prompt is the decoder start token, so every strategy and stop condition is shared with GPT.
+
+
+def right_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-align sequences (sources are right-padded, as ``transformers`` pads them): ``ids, mask (B, S)``.
+
+    >>> right_pad([[5, 6], [7]], 0)
+    (tensor([[5, 6],
+            [7, 0]]), tensor([[1, 1],
+            [1, 0]]))
+    """
+    s = max(len(p) for p in sequences)
+    ids = torch.full((len(sequences), s), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), s), dtype=torch.long)
+    for row, p in enumerate(sequences):
+        ids[row, : len(p)] = torch.tensor(list(p), dtype=torch.long)
+        mask[row, : len(p)] = 1
+    return ids, mask
+
+
+class _ModelShape:
+    def __init__(self, vocab_size: int, block_size: int) -> None:
+        self.vocab_size, self.block_size = vocab_size, block_size
+
+
+class _EncoderDecoderSteps:
+    """An encoder–decoder seen as a decoder-only model for :func:`iter_tokens` / :func:`beam_search_ids`: the
+    sources are encoded here, once; ``new_kv_cache`` builds the :class:`EncoderDecoderCache` (repeating its rows
+    for beam search) and each call runs the decoder on the new target tokens."""
+
+    def __init__(self, model: torch.nn.Module, sources: Sequence[Sequence[int]], pad_id: int) -> None:
+        c = model.config
+        if not sources:
+            raise InputError("no source sentences given")
+        src_vocab = getattr(c, "src_vocab_size", None) or c.vocab_size
+        for i, src in enumerate(sources):
+            if len(src) == 0:
+                raise InputError(f"source {i} is empty (nothing to translate)")
+            if min(src) < 0 or max(src) >= src_vocab:
+                raise InputError(f"source {i}: token id {max(src) if max(src) >= src_vocab else min(src)} is outside "
+                                 f"the model's source vocabulary (0..{src_vocab - 1})")
+            if len(src) > c.block_size:
+                raise InputError(f"source {i} has {len(src)} tokens, more than the model allows "
+                                 f"(block_size={c.block_size})")
+        self.model = model
+        self.config = _ModelShape(c.vocab_size, c.block_size)
+        ids, mask = right_pad(sources, pad_id)
+        device = _model_device(model)
+        self.source_mask = mask.to(device)
+        self.memory = model.encode(ids.to(device), self.source_mask)
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def new_kv_cache(self, batch_size: int, max_len: int):
+        cache = self.model.new_cache(self.memory, self.source_mask, max_len)
+        n = batch_size // cache.batch_size
+        return cache.repeat_rows(n) if n > 1 else cache
+
+    def __call__(self, ids: torch.Tensor, mask=None, position_ids=None, *, kv_cache, last_only: bool = False):
+        return self.model.decode(ids, kv_cache, last_only=last_only)
+
+
+def seq2seq_generate_ids(model: torch.nn.Module, sources: Sequence[Sequence[int]], **options: Any) -> Generation:
+    """Translate source id lists with an encoder–decoder: the options of :func:`generate_ids` (greedy, sampling,
+    ``num_beams``, ``max_new_tokens``, ``eos_token_ids``, ...). The decoder starts from
+    ``model.config.decoder_start_token_id``; ``eos_token_ids`` defaults to ``model.config.eos_token_id`` and
+    ``pad_token_id`` (source padding) to ``model.config.pad_token_id``."""
+    c = model.config
+    options.setdefault("eos_token_ids", [c.eos_token_id])
+    options.setdefault("pad_token_id", c.pad_token_id)
+    with torch.inference_mode():
+        steps = _EncoderDecoderSteps(model, sources, options["pad_token_id"])
+    return generate_ids(steps, [[c.decoder_start_token_id]] * len(sources), **options)
+
+
+def translate(lm: Any, source: str | list[str], **options: Any) -> str | list[str]:
+    """Translate one sentence (→ str) or several (→ list[str], one batch) with an encoder–decoder ``LM``.
+
+    Options as in :func:`generate` (``max_new_tokens`` defaults to the model's ``block_size``; ``stop`` strings
+    cut the text). Special tokens are skipped.
+    """
+    single = isinstance(source, str)
+    sources = [source] if single else list(source)
+    stop_strings, stop_ids = _normalise_stop(options.pop("stop", None))
+    c = lm.model.config
+    options.setdefault("max_new_tokens", c.block_size)
+    options["eos_token_ids"] = list(dict.fromkeys([c.eos_token_id, *stop_ids]))
+    options["pad_token_id"] = c.pad_token_id
+    if lm.tokenizer is None:
+        raise InputError(f"{lm.path}: this model has no tokenizer, so it cannot translate text "
+                         "(use lmforge.generate.generate_ids with token ids)")
+    for s in sources:
+        if not isinstance(s, str):
+            raise InputError(f"source: expected a string, got {type(s).__name__}")
+    ids = [lm.tokenizer.encode(s, add_special_tokens=False) + [c.eos_token_id] for s in sources]
+    result = seq2seq_generate_ids(lm.model, ids, **options)
+    texts = [_cut_at_stop(lm.tokenizer.decode(new), stop_strings)[0] for new in result.new_ids]
+    return texts[0] if single else texts

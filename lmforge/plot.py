@@ -1,9 +1,11 @@
 """Pictures of a model's insides (matplotlib, Agg: no display needed): attention heat maps and a grid of all heads,
-next-token probability bars, the logit lens, and 2-D embedding maps.
+next-token probability bars, the logit lens, 2-D embedding maps; and for translation, source × target alignment
+and BLEU by sentence length.
 
 Every function takes plain data (what :mod:`lmforge.probe` returns), returns a ``matplotlib.figure.Figure`` whose
 image *is* that data (``fig.axes[0].images[0].get_array()`` for heat maps), and :func:`save_figure` writes it as a
-PNG atomically. The CLI (``lmforge inspect --out``) and the docs images use them.
+PNG atomically. The CLI (``lmforge inspect --out``, ``lmforge translate --show-attention``, ``lmforge compare
+seq2seq``) and the docs images use them.
 """
 
 from __future__ import annotations
@@ -145,6 +147,44 @@ def embedding_map(vectors, labels: Sequence[str], title: str = "embedding map (P
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def alignment_heatmap(weights, source_tokens: Sequence[str], target_tokens: Sequence[str], title: str = "") -> Figure:
+    """An encoder–decoder's attention ``(T, S)`` as a heat map: row = the produced target token, column = the source
+    token it read (RNN attention weights, or one layer/head of cross-attention)."""
+    w = _numpy(weights)
+    t, s = w.shape
+    fig = Figure(figsize=(max(4.0, 0.45 * s + 2), max(3.0, 0.4 * t + 1.5)))
+    ax = fig.add_subplot()
+    image = ax.imshow(w, cmap=ATTENTION_CMAP, vmin=0.0, vmax=max(float(w.max()), 1e-9), aspect="auto",
+                      interpolation="nearest")
+    ax.set_xticks(range(s), [_label(x) for x in source_tokens], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(t), [_label(x) for x in target_tokens], fontsize=8)
+    ax.set_xlabel("source")
+    ax.set_ylabel("target")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def bleu_by_length(rows: dict[str, dict[str, float]], title: str = "") -> Figure:
+    """BLEU per source-length bucket, one line per model: ``rows = {model: {bucket: bleu}}``."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    for name, by_bucket in rows.items():
+        buckets = list(by_bucket)
+        ax.plot(range(len(buckets)), [by_bucket[b] for b in buckets], marker="o", label=name)
+        ax.set_xticks(range(len(buckets)), buckets)
+    ax.set_xlabel("source length (words)")
+    ax.set_ylabel("BLEU")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend()
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 

@@ -23,6 +23,8 @@ COMMAND_MODULES: list[str] = [
     "lmforge.cli.generate",
     "lmforge.cli.chat",
     "lmforge.cli.eval",
+    "lmforge.cli.seq2seq",
+    "lmforge.cli.compare",
     "lmforge.cli.represent",
     "lmforge.cli.bert",
     "lmforge.cli.cache",

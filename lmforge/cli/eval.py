@@ -15,11 +15,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: lmforge eval --model runs/demo --data runs/demo/data",
     )
     ev.add_argument("--model", required=True, help="model folder or file lmforge.load opens (a run folder works)")
-    ev.add_argument("--data", required=True, nargs="+", help="a token folder, or text files / folders / globs")
+    ev.add_argument("--data", required=True, nargs="+", help="a token folder, or text files / folders / globs; for an "
+                    "encoder-decoder: parallel text (TSV, folder, two aligned files, ding, synthetic) → BLEU/chrF")
     ev.add_argument("--split", default="val", choices=["val", "train"], help="which split of a token folder")
     ev.add_argument("--block-size", type=int, default=None, help="window length (default: the model's context)")
     ev.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    ev.add_argument("--max-windows", type=int, default=512, help="evaluate at most this many windows")
+    ev.add_argument("--max-windows", type=int, default=512,
+                    help="evaluate at most this many windows (encoder-decoder: sentence pairs)")
     ev.set_defaults(func=run_eval)
 
 
@@ -33,6 +35,10 @@ def run_eval(args: argparse.Namespace) -> int:
     from lmforge.train.evaluate import perplexity
 
     lm = lmforge.load(args.model)
+    if getattr(lm.model, "is_encoder_decoder", False):  # translation: BLEU / chrF on parallel text
+        from lmforge.cli.seq2seq import run_eval_seq2seq
+
+        return run_eval_seq2seq(args, lm)
     if len(args.data) == 1 and (Path(args.data[0]) / MANIFEST).exists():
         data = open_tokens(args.data[0])
         if lm.tokenizer is not None:

@@ -94,6 +94,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_override_options(gpt)
     gpt.set_defaults(func=run_train_gpt)
     register_train_bert(kinds)
+    from lmforge.cli.seq2seq import register_train_seq2seq
+
+    register_train_seq2seq(kinds)
     train.set_defaults(func=lambda args: (train.print_help(), 0)[1])
 
 

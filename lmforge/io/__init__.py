@@ -9,6 +9,7 @@ those given to ``lmforge.load``, e.g. ``dtype=torch.float32``; a loader ignores 
 - Hugging Face folder (``config.json``; ``model_type`` picks the row of :data:`HF_LOADERS`):
   gpt2 / llama / mistral / mixtral / qwen2 → ``lmforge.io.hf_gpt.load_hf_gpt``;
   bert → ``lmforge.io.hf_bert.load_hf_bert`` (also sentence-transformers folders);
+  marian (MarianMT encoder–decoder) → ``lmforge.io.hf_marian.load_hf_marian``;
 - a ``.gguf`` file → ``lmforge.io.gguf.load_gguf``.
 
 Adding a format or an HF architecture is one line in the tables below. What every HF folder shares (weights, sharded
@@ -37,6 +38,7 @@ HF_LOADERS: dict[str, str] = {
     "mixtral": "lmforge.io.hf_gpt:load_hf_gpt",
     "qwen2": "lmforge.io.hf_gpt:load_hf_gpt",
     "bert": "lmforge.io.hf_bert:load_hf_bert",
+    "marian": "lmforge.io.hf_marian:load_hf_marian",
 }
 LMFORGE_LOADER = "lmforge.io.lmforge_format:load_lmforge"
 GGUF_LOADER = "lmforge.io.gguf:load_gguf"

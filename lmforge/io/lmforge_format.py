@@ -31,6 +31,8 @@ WEIGHTS_FILE = "model.safetensors"
 ARCHITECTURES: dict[str, tuple[str, str, str]] = {
     "gpt": ("lmforge.models.gpt", "GPT", "GPTConfig"),
     "bert": ("lmforge.models.bert", "Bert", "BertConfig"),
+    "transformer": ("lmforge.models.transformer", "Transformer", "TransformerConfig"),
+    "rnn_seq2seq": ("lmforge.models.rnn_seq2seq", "RNNSeq2Seq", "RNNSeq2SeqConfig"),
 }
 
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from lmforge.errors import ConfigError
 
-ACTIVATIONS = ("gelu", "gelu_tanh", "swiglu")
+ACTIVATIONS = ("gelu", "gelu_tanh", "swiglu", "relu", "silu")  # relu: the original Transformer; silu: Marian's "swish"
 
 
 class FeedForward(nn.Module):
@@ -34,5 +34,9 @@ class FeedForward(nn.Module):
         if self.activation == "swiglu":
             gate, up = self.gate_up(x).chunk(2, dim=-1)  # each (B, T, hidden)
             return self.proj(F.silu(gate) * up)
+        if self.activation == "relu":
+            return self.proj(F.relu(self.fc(x)))
+        if self.activation == "silu":
+            return self.proj(F.silu(self.fc(x)))
         approximate = "tanh" if self.activation == "gelu_tanh" else "none"
         return self.proj(F.gelu(self.fc(x), approximate=approximate))

@@ -1,0 +1,128 @@
+"""Encoder–decoder speed: lmforge's Transformer vs transformers' MarianMTModel on the same weights, in the same run.
+
+Shape: MarianMT's (6 encoder + 6 decoder layers, 512 wide, 8 heads, ffn 2048, vocab 32,000), random weights, saved
+by transformers and loaded by lmforge (``lmforge.load`` of the Marian folder). Float32 on CPU.
+
+Measures: greedy translation of ``--sentences`` random source sentences (10–30 tokens) at batch 1 and batch 16,
+exactly ``--new-tokens`` new tokens each (no early end on either side), in new tokens/s; and one training step
+(forward, backward, AdamW) on a batch of 16 pairs of 32 + 32 tokens, against MarianMTModel with eager attention.
+Each side runs in turn on the same inputs; the ratio is lmforge / transformers (> 1: lmforge faster).
+
+    python3 bench/seq2seq.py                     # 64 sentences, 2 threads
+    python3 bench/seq2seq.py --sentences 16 --new-tokens 16 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Python puts this script's folder first on sys.path, where bench/tokenizers.py would shadow HF `tokenizers`.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sentences", type=int, default=64)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train-repeats", type=int, default=3)
+    parser.add_argument("--skip-generate", action="store_true", help="only the training step")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    import transformers
+
+    import lmforge
+    from lmforge.generate import seq2seq_generate_ids
+
+    torch.manual_seed(0)
+    cfg = transformers.MarianConfig(
+        vocab_size=32000, d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8,
+        decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048, max_position_embeddings=512,
+        scale_embedding=True, activation_function="swish", pad_token_id=31999, eos_token_id=0,
+        decoder_start_token_id=31999, forced_eos_token_id=None, dropout=0.0,
+    )
+    ref = transformers.MarianMTModel(cfg).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        ref.save_pretrained(tmp)
+        ours = lmforge.load(tmp).model.eval()
+    gen = torch.Generator().manual_seed(1)
+    sources = [torch.randint(1, 31999, (int(torch.randint(10, 31, (1,), generator=gen)),), generator=gen).tolist()
+               for _ in range(args.sentences)]
+    n = args.new_tokens
+    print(f"MarianMT shape 6+6 x 512, vocab 32k, float32, {args.threads} threads; {args.sentences} sentences, "
+          f"{n} new tokens each")
+
+    def hf_batch(batch):
+        s = max(len(x) for x in batch)
+        ids = torch.full((len(batch), s), 31999)
+        mask = torch.zeros(len(batch), s, dtype=torch.long)
+        for r, x in enumerate(batch):
+            ids[r, : len(x)], mask[r, : len(x)] = torch.tensor(x), 1
+        return ids, mask
+
+    for batch_size in () if args.skip_generate else (1, 16):
+        batches = [sources[i : i + batch_size] for i in range(0, len(sources), batch_size)]
+
+        def run_ours(batches=batches):
+            for b in batches:
+                out = seq2seq_generate_ids(ours, b, max_new_tokens=n, eos_token_ids=[])
+                assert all(len(x) == n for x in out.new_ids)
+
+        def run_ref(batches=batches):
+            with torch.inference_mode():
+                for b in batches:
+                    ids, mask = hf_batch(b)
+                    ref.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
+                                 do_sample=False, num_beams=1)
+
+        run_ours(), run_ref()  # warm-up
+        t_ours, t_ref = timed(run_ours), timed(run_ref)
+        tokens = len(sources) * n
+        print(f"greedy batch {batch_size:2d}: lmforge {tokens / t_ours:7.1f} tok/s, transformers {tokens / t_ref:7.1f} "
+              f"tok/s, ratio {t_ref / t_ours:.2f}x")
+
+    # one training step: forward + backward + AdamW, batch 16 of 32 + 32 tokens
+    src = torch.randint(1, 31999, (16, 32), generator=gen)
+    tgt = torch.randint(1, 31999, (16, 33), generator=gen)
+    train_ref = transformers.MarianMTModel._from_config(cfg, attn_implementation="eager")
+    train_ref.load_state_dict(ref.state_dict())
+    ours.train(), train_ref.train()
+    opt_ours = torch.optim.AdamW(ours.parameters(), 1e-4)
+    opt_ref = torch.optim.AdamW(train_ref.parameters(), 1e-4)
+
+    def step_ours():
+        logits = ours(src, tgt[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt[:, 1:].reshape(-1))
+        opt_ours.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_ours.step()
+
+    def step_ref():
+        out = train_ref(input_ids=src, decoder_input_ids=tgt[:, :-1], labels=tgt[:, 1:].contiguous())
+        opt_ref.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt_ref.step()
+
+    step_ours(), step_ref()  # warm-up (optimizer state allocated)
+    t_ours = min(timed(step_ours) for _ in range(args.train_repeats))
+    t_ref = min(timed(step_ref) for _ in range(args.train_repeats))
+    print(f"training step (16 x 32+32 tokens): lmforge {t_ours * 1000:.0f} ms, transformers (eager) "
+          f"{t_ref * 1000:.0f} ms, ratio {t_ref / t_ours:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
