@@ -26,7 +26,7 @@ SEQ2SEQ_MODEL_OPTIONS: list[tuple[str, type, str]] = [
 
 
 def register_train_seq2seq(kinds: argparse._SubParsersAction) -> None:
-    from lmforge.cli.train import TRAIN_OPTIONS, _add_options
+    from lmforge.cli.options import TRAIN_OPTIONS, add_options
 
     p = kinds.add_parser(
         "seq2seq", help="train an encoder-decoder (RNN or Transformer) on parallel text",
@@ -50,15 +50,15 @@ def register_train_seq2seq(kinds: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
-    _add_options(p.add_argument_group("model shape"), SEQ2SEQ_MODEL_OPTIONS)
-    _add_options(p.add_argument_group("training"), TRAIN_OPTIONS)
+    add_options(p.add_argument_group("model shape"), SEQ2SEQ_MODEL_OPTIONS)
+    add_options(p.add_argument_group("training"), TRAIN_OPTIONS)
     p.set_defaults(func=run_train_seq2seq)
 
 
 def run_train_seq2seq(args: argparse.Namespace) -> int:
     import torch
 
-    from lmforge.cli.train import TRAIN_OPTIONS
+    from lmforge.cli.options import TRAIN_OPTIONS
     from lmforge.errors import ConfigError
     from lmforge.train.seq2seq import train_seq2seq
 

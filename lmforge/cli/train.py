@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from lmforge.cli.options import TRAIN_OPTIONS, add_options
+
 # Model-shape options: GPTConfig fields (name, type, help). Kept as a table so ``--help`` needs no torch.
 MODEL_OPTIONS: list[tuple[str, type, str]] = [
     ("vocab_size", int, "vocabulary size (default: the data's tokenizer)"),
@@ -24,41 +26,10 @@ MODEL_OPTIONS: list[tuple[str, type, str]] = [
     ("n_expert_per_tok", int, "experts each token is routed to"),
 ]
 # Optimisation options: TrainConfig fields.
-TRAIN_OPTIONS: list[tuple[str, type, str]] = [
-    ("steps", int, "optimizer steps"),
-    ("batch_size", int, "global batch in sequences per step (the same for any number of processes)"),
-    ("grad_accum", int, "micro-batches accumulated per step and process"),
-    ("lr", float, "peak learning rate"),
-    ("min_lr", float, "learning rate at the end of the cosine (default lr/10)"),
-    ("warmup_steps", int, "linear warm-up steps"),
-    ("weight_decay", float, "AdamW decoupled weight decay (not on norms, biases, embeddings)"),
-    ("grad_clip", float, "clip the gradient norm to this (0: off)"),
-    ("eval_every", int, "validation loss every N steps (0: only at the end)"),
-    ("eval_batches", int, "validation batches per evaluation"),
-    ("checkpoint_every", int, "checkpoint every N steps (0: only at the end)"),
-    ("keep_checkpoints", int, "how many checkpoints to keep"),
-    ("log_every", int, "plain log line every N steps when not on a terminal"),
-    ("bf16", bool, "bfloat16 autocast"),
-    ("compile", bool, "torch.compile the model"),
-    ("fsdp", bool, "under torchrun: shard with FSDP2 instead of DDP"),
-    ("seed", int, "random seed (weights, batches)"),
-]
-
-
-def _add_options(group: argparse._ArgumentGroup, table: list[tuple[str, type, str]]) -> None:
-    for name, kind, help_text in table:
-        flag = "--" + name.replace("_", "-")
-        if kind is bool:
-            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            group.add_argument(flag, dest=name, type=kind, default=None, metavar=kind.__name__.upper(),
-                               help=help_text)
-
-
 def add_override_options(parser: argparse.ArgumentParser) -> None:
     """Every preset field as ``--field-name`` (default None: keep the preset's value)."""
-    _add_options(parser.add_argument_group("model shape (override the preset)"), MODEL_OPTIONS)
-    _add_options(parser.add_argument_group("training (override the preset)"), TRAIN_OPTIONS)
+    add_options(parser.add_argument_group("model shape (override the preset)"), MODEL_OPTIONS)
+    add_options(parser.add_argument_group("training (override the preset)"), TRAIN_OPTIONS)
 
 
 def overrides_from(args: argparse.Namespace) -> tuple[dict, dict]:
@@ -146,7 +117,7 @@ def register_train_bert(kinds: argparse._SubParsersAction) -> None:
                                   ("n_head", int, "attention heads"), ("ffn_hidden", int, "feed-forward width"),
                                   ("dropout", float, "dropout probability")):
         p.add_argument("--" + name.replace("_", "-"), dest="model_" + name, type=kind, default=None, help=help_text)
-    _add_options(p.add_argument_group("training"), TRAIN_OPTIONS)
+    add_options(p.add_argument_group("training"), TRAIN_OPTIONS)
     p.set_defaults(func=run_train_bert)
 
 
