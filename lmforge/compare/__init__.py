@@ -1,0 +1,1 @@
+"""Measured comparisons: text classification by every representation, language models of every generation."""
