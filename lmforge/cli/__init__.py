@@ -26,6 +26,7 @@ COMMAND_MODULES: list[str] = [
     "lmforge.cli.represent",
     "lmforge.cli.bert",
     "lmforge.cli.cache",
+    "lmforge.cli.compare",
 ]
 
 
