@@ -4,7 +4,8 @@
     report = compare_lm(["builtin"], "runs/compare-lm")
     print(format_lm_table(report))
 
-The documents are split once: the last ``val_fraction`` of them is held out. A byte-level BPE tokenizer is trained
+The text is cut into documents (paragraphs: blank-line separated) and split once: the last ``val_fraction`` of
+them is held out. A byte-level BPE tokenizer is trained
 on the training documents; every model reads the same tokens. The held-out stream is ``<eos> doc <eos> doc …``:
 every token after the leading ``<eos>`` is scored, each given the tokens before it (the n-grams see their last
 order−1 tokens; the GRU and the GPTs see the tokens before it in their window of ``block_size``). Reported:
@@ -25,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -289,7 +291,7 @@ def compare_lm(
             raise ConfigError(f"arms {unknown}: expected names from {names}")
         names = [a for a in names if a in arms]
     sources = [os.fspath(s) for s in (sources or ["builtin"])]
-    docs = list(iter_documents(sources))
+    docs = [para.strip() for doc in iter_documents(sources) for para in re.split(r"\n\s*\n", doc) if para.strip()]
     train_docs, val_docs = split_documents(docs, settings.val_fraction)
     out = Path(out_dir)
     (out / "arms").mkdir(parents=True, exist_ok=True)
