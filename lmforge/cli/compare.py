@@ -107,6 +107,8 @@ def add_lm(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpt-sizes", nargs="+", default=[f"{a}x{b}" for a, b in defaults.gpt_sizes],
                    help="GPT shapes as LAYERSxWIDTH")
     p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--arms", nargs="+", default=None, metavar="ARM",
+                   help="only these models, e.g. unigram kn-3 gru-256 gpt-4x128 (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run_lm)
 
@@ -125,7 +127,7 @@ def run_lm(args: argparse.Namespace) -> int:
     settings = LMSettings(vocab_size=args.vocab_size, val_fraction=args.val_fraction, ngram_orders=tuple(args.orders),
                           block_size=args.block_size, batch_size=args.batch_size, tokens=args.tokens, lr=args.lr,
                           gru_width=args.gru_width, gpt_sizes=tuple(sizes), seed=args.seed)
-    report = compare_lm(args.corpus, args.out, settings=settings, progress=not args.quiet)
+    report = compare_lm(args.corpus, args.out, settings=settings, arms=args.arms, progress=not args.quiet)
     print(format_lm_table(report))
     print(f"report: {args.out}/report.md, report.json, loss_vs_flops.png")
     return 0

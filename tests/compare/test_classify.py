@@ -30,7 +30,7 @@ def largest_gram_z(data: LabelledTexts, n: int) -> float:
     by_label = {lab: Counter() for lab in ("pos", "neg")}
     for text, lab in zip(data.texts, data.labels, strict=True):
         ws = words(text)
-        by_label[lab].update(set(zip(*[ws[i:] for i in range(n)])))
+        by_label[lab].update(set(zip(*[ws[i:] for i in range(n)], strict=False)))
     n_pos, n_neg = Counter(data.labels)["pos"], Counter(data.labels)["neg"]
     z = 0.0
     for gram in set(by_label["pos"]) | set(by_label["neg"]):

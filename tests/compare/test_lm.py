@@ -50,7 +50,7 @@ def test_count_models_equal_independent_computation(corpus, tmp_path):
     assert n_bytes > len(held_text) + 10  # the test is about multi-byte text
     assert report.arm("unigram").bits_per_byte == pytest.approx(bits / n_bytes, rel=1e-12)
     # interpolated Kneser-Ney bigram, by hand (Chen & Goodman): raw counts on top, continuation counts below
-    big = Counter(zip(train, train[1:]))
+    big = Counter(zip(train, train[1:], strict=False))
     cont = Counter(w for (_, w) in big)
     cont_total, cont_types = sum(cont.values()), len(cont)
     D = settings.discount
@@ -64,7 +64,7 @@ def test_count_models_equal_independent_computation(corpus, tmp_path):
         return max(big[(h, w)] - D, 0) / c_h + D * types / c_h * low
 
     context = [eos, *held]
-    bits_kn = sum(-math.log2(p(w, h)) for h, w in zip(context, context[1:]))
+    bits_kn = sum(-math.log2(p(w, h)) for h, w in zip(context, context[1:], strict=False))
     assert report.arm("kn-2").bits_per_byte == pytest.approx(bits_kn / n_bytes, rel=1e-12)
     assert report.arm("kn-2").perplexity == pytest.approx(2 ** (bits_kn / len(held)), rel=1e-12)
     assert report.arm("kn-2").bits_per_byte < report.arm("unigram").bits_per_byte
