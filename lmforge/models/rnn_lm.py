@@ -61,7 +61,9 @@ class GRULM(nn.Module):
                           dropout=config.dropout if config.n_layer > 1 else 0.0)
         self.drop = nn.Dropout(config.dropout)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        nn.init.normal_(self.wte.weight, std=0.02)
+        # The embeddings feed the GRU's gates directly (no normalisation in between): GPT's std 0.02 leaves every gate
+        # at its bias and training stalls at the unigram loss; 0.1 learns at once (tests/models/test_rnn_lm.py).
+        nn.init.normal_(self.wte.weight, std=0.1)
         if config.tie_embeddings:
             self.lm_head.weight = self.wte.weight
         else:
