@@ -156,8 +156,11 @@ def test_bad_input(tmp_path):
 @pytest.mark.slow
 def test_negation_contextual_encoder_beats_every_bag_of_words(tmp_path, minilm_path):
     # Only word order decides the negation task: the bag-of-words and averaged-word2vec arms stay at chance, while
-    # the fine-tuned pre-trained encoder (all-MiniLM-L6-v2) reads "not ... good" from context. Calibration (n=240,
-    # 3 folds, 4 epochs at lr 1e-4): see the range in the comment on the asserts below.
+    # the fine-tuned pre-trained encoder (all-MiniLM-L6-v2) reads "not ... good" from context. Calibration, these
+    # exact settings (deterministic): encoder-finetuned 1.00 / 1.00 / 1.00 per fold, best bag-of-words arm 0.54
+    # (margin 0.46). Fine-tuning MiniLM could be timed for seed 0 only on the shared machine; the bag-of-words side
+    # was checked over seeds 0-5 (best arm 0.46-0.59). The small BERT trained from scratch (bert-mlm) memorises
+    # 400 training sentences (training loss 0.14) and stays at chance (0.48-0.55), so it is not asserted here.
     data = negation_task(240, seed=0)
     settings = ClassifySettings(folds=3, seed=0, encoder_epochs=4, encoder_lr=1e-4)
     report = compare_classify(data, tmp_path, arms=[*BOW_ARMS, "encoder-finetuned"], settings=settings,
