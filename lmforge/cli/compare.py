@@ -49,8 +49,11 @@ def add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--mlm-steps", type=int, default=defaults.mlm_steps, help="small BERT: MLM pre-training steps")
     p.add_argument("--bert-epochs", type=float, default=defaults.bert_epochs, help="small BERT: fine-tuning epochs")
+    p.add_argument("--bert-lr", type=float, default=defaults.bert_lr, help="small BERT: fine-tuning learning rate")
     p.add_argument("--encoder-epochs", type=float, default=defaults.encoder_epochs,
                    help="pre-trained encoder: fine-tuning epochs")
+    p.add_argument("--encoder-lr", type=float, default=defaults.encoder_lr,
+                   help="pre-trained encoder: fine-tuning learning rate")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run_classify)
 
@@ -74,7 +77,8 @@ def run_classify(args: argparse.Namespace) -> int:
     else:
         data = read_labelled(args.data, args.text_col, args.label_col, args.encoding)
     settings = ClassifySettings(folds=args.folds, seed=args.seed, mlm_steps=args.mlm_steps,
-                                bert_epochs=args.bert_epochs, encoder_epochs=args.encoder_epochs)
+                                bert_epochs=args.bert_epochs, bert_lr=args.bert_lr, encoder_epochs=args.encoder_epochs,
+                                encoder_lr=args.encoder_lr)
     report = compare_classify(data, args.out, arms=args.arms, settings=settings, encoder=args.encoder,
                               pretrain_corpus=args.pretrain_corpus, progress=not args.quiet)
     print(format_table(report))
