@@ -169,3 +169,18 @@ def test_negation_contextual_encoder_beats_every_bag_of_words(tmp_path, minilm_p
     contextual = np.mean(report.arm("encoder-finetuned").accuracy)
     assert best_bow < 0.62  # chance level: 0.46-0.59 over seeds 0-5 for the best of the four arms
     assert contextual >= best_bow + 0.15, (contextual, best_bow)
+
+
+def test_cli_prints_the_report_values(tmp_path, capsys):
+    rows = [(t, y) for t, y in zip(*(lambda d: (d.texts, d.labels))(presence_task(60, seed=2)), strict=True)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"review": t, "stars": y}) + "\n" for t, y in rows))
+    out = tmp_path / "out"
+    assert main(["compare", "classify", "--data", str(tmp_path / "d.jsonl"), "--text-col", "review", "--label-col",
+                 "stars", "--folds", "3", "--arms", "counts-1", "tfidf-1", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    saved = json.loads((out / "report.json").read_text())
+    assert [a["name"] for a in saved["arms"]] == ["counts-1", "tfidf-1"]
+    for a in saved["arms"]:
+        line = next(x for x in printed.splitlines() if x.startswith(a["name"] + " "))
+        assert f"{a['accuracy_mean']:.3f} ± {a['accuracy_std']:.3f}" in line
+        assert f"{a['macro_f1_mean']:.3f} ± {a['macro_f1_std']:.3f}" in line
