@@ -1,1 +1,2 @@
-"""Side-by-side comparisons of models trained on the same data with the same budget."""
+"""Measured comparisons on the same data and budget: text classification by every representation, language models
+of every generation, and the translation architectures."""
