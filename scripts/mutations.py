@@ -59,7 +59,7 @@ MUTATIONS = [
     Mutation("word2vec_no_subsampling", "keep_probabilities", "if sample == 0:", "if True:",
              ("tests/represent/test_word2vec.py", "tests/represent/test_parity_gensim.py"),
              "frequent words are never subsampled"),
-    Mutation("most_similar_dot_not_cosine", "most_similar", "@ mean / self.norms[:clip]", "@ mean",
+    Mutation("most_similar_dot_not_cosine", "KeyedVectors._nearest", "@ mean / self.norms[:clip]", "@ mean",
              ("tests/represent/test_keyed_vectors.py", "tests/represent/test_parity_gensim.py"),
              "neighbours ranked by dot product instead of cosine"),
     # ---------------------------------------------------------------- nn: the transformer block
