@@ -126,7 +126,7 @@ OPTION_STEPS = {"bf16": 120, "grad_accum": 120, "tiny-llama": 120, "moe": 200}  
 
 def train_with_option(data: Path, run: Path, option: str, seed: int = 0, steps: int | None = None):
     """``(result, dtypes)``: ``OPTION_STEPS`` steps of a 2-layer model with one training option, judged on
-    validation at the end; ``dtypes`` are the output dtypes of every ``nn.Linear`` the forward passes ran."""
+    validation at the end; ``dtypes`` are the output dtypes of every ``nn.Linear`` the training steps ran."""
     model = dict(SMALL)
     steps = steps or OPTION_STEPS[option]
     train = {"steps": steps, "batch_size": 16, "lr": 6e-3, "warmup_steps": 8, "eval_every": steps,
@@ -144,7 +144,7 @@ def train_with_option(data: Path, run: Path, option: str, seed: int = 0, steps: 
     dtypes = set()
 
     def seen(module, _inputs, output):
-        if isinstance(module, torch.nn.Linear):
+        if isinstance(module, torch.nn.Linear) and module.training:  # training steps only, not evaluation
             dtypes.add(output.dtype)
 
     handle = torch.nn.modules.module.register_module_forward_hook(seen)
@@ -165,7 +165,7 @@ def test_every_training_option_trains(builtin_data, tmp_path, option):
     # steps), moe 4.73-5.00 (200 steps; at 120 it reached only 5.09-5.33). Every option beats the unigram baseline
     # on held-out text, by 0.08 nats at the least: the model uses context, which no frequency table can.
     assert result.val_loss < baseline - 0.03, (result.val_loss, baseline)
-    # bf16 autocast is really on: the linear layers computed in bfloat16 (and only then).
+    # bf16 autocast is really on in the training steps: the linear layers computed in bfloat16 (and only then).
     assert (torch.bfloat16 in dtypes) == (option == "bf16"), dtypes
     lm = lmforge.load(tmp_path / "run")
     assert lm.config.n_layer == 2
