@@ -132,6 +132,7 @@ def atomic_folder(path: str | os.PathLike, keep: Callable[[str], bool] = lambda 
         raise FileExistsError(f"{path}: exists and is not a folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the folder gets a plain mkdir's mode
         yield tmp
         if path.exists():
             for entry in path.iterdir():
@@ -166,6 +167,12 @@ def _link_tree(src: Path, dst: Path) -> None:
         shutil.copytree(src, dst, symlinks=True, copy_function=link)
     else:
         link(str(src), str(dst))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:

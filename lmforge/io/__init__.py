@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.errors import ConfigError, FormatError
+from lmforge.fileio import recover_folder
 from lmforge.io.model_parts import ModelParts
 
 # HF config.json model_type → "module:function"
@@ -80,6 +81,7 @@ def load_parts(path: str | os.PathLike, **options: Any) -> ModelParts:
     """Read an lmforge model folder, a Hugging Face model folder or a ``.gguf`` file → :class:`ModelParts`
     (model, tokenizer, config, generation ids). Users call :func:`lmforge.load`, which wraps them into an ``LM``."""
     path = Path(path)
+    recover_folder(path)  # a save killed between its two renames left the old folder aside: put it back
     target = detect_format(path)
     if target == GGUF_LOADER and path.is_dir():
         path = sorted(path.glob("*.gguf"))[0]

@@ -24,7 +24,8 @@ import torch
 
 from lmforge.embed import SentenceConfig
 from lmforge.errors import ConfigError, FormatError
-from lmforge.fileio import atomic_write_text, atomic_write_with, read_json
+from lmforge.fileio import atomic_write_text, read_json
+from lmforge.io.folders import model_folder
 from lmforge.io.hf_files import read_hf_config, read_hf_weights, transformer_folder
 from lmforge.io.model_parts import ModelParts
 from lmforge.io.weight_names import Row, expand_rows
@@ -298,19 +299,21 @@ def save_hf_bert(
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     weights = hf_weights_from_model(model)
-    atomic_write_with(folder / "model.safetensors", lambda tmp: save_file(weights, tmp, metadata={"format": "pt"}))
-    atomic_write_text(folder / "config.json", json.dumps(config_to_hf(model.config), indent=2) + "\n")
-    if tokenizer_source is not None:
-        src = transformer_folder(Path(tokenizer_source))
-        for name in TOKENIZER_FILES:
-            if (src / name).is_file() and (src / name).resolve() != (folder / name).resolve():
-                atomic_write_with(folder / name, lambda tmp, n=name: shutil.copyfile(src / n, tmp))
-    elif tokenizer is not None:
-        tokenizer.save(folder, format="hf")
-    if sentence_config is not None:
-        _write_sentence_config(folder, model.config, sentence_config)
+    # Built beside the old folder and swapped in as a whole (lmforge.io.folders); tokenizer files copied from
+    # ``folder`` itself are read from the old folder, which stays in place until the swap.
+    with model_folder(folder) as tmp:
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config_to_hf(model.config), indent=2) + "\n", encoding="utf-8")
+        if tokenizer_source is not None:
+            src = transformer_folder(Path(tokenizer_source))
+            for name in TOKENIZER_FILES:
+                if (src / name).is_file():
+                    shutil.copyfile(src / name, tmp / name)
+        elif tokenizer is not None:
+            tokenizer.save(tmp, format="hf")
+        if sentence_config is not None:
+            _write_sentence_config(tmp, model.config, sentence_config)
     return folder
 
 

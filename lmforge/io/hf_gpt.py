@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from lmforge.errors import ConfigError, FormatError
-from lmforge.fileio import atomic_write_text, atomic_write_with
+from lmforge.io.folders import model_folder
 from lmforge.io.hf_files import read_generation_config, read_hf_config, read_hf_weights
 from lmforge.io.model_parts import ModelParts
 from lmforge.io.tokenizer_files import read_tokenizer_files, write_tokenizer_files
@@ -364,12 +364,11 @@ def save_hf_gpt(
     folder: str | os.PathLike, model: GPT, tokenizer: Any = None, generation_config: dict | None = None
 ) -> Path:
     """Write ``model`` as an HF folder (``config.json``, ``model.safetensors``, ``generation_config.json``, and
-    ``tokenizer.json`` when a tokenizer is given), every file atomically. ``transformers`` loads the result with
+    ``tokenizer.json`` when a tokenizer is given), the folder as a whole. ``transformers`` loads the result with
     ``AutoModelForCausalLM.from_pretrained(folder)``."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     hf = config_to_hf(model.config)
     gen = dict(generation_config or {})
     for key in ("eos_token_id", "bos_token_id", "pad_token_id"):
@@ -377,9 +376,10 @@ def save_hf_gpt(
             gen[key] = getattr(tokenizer, key)
     hf.update({k: v for k, v in gen.items() if k in ("eos_token_id", "bos_token_id", "pad_token_id")})
     tensors = state_dict_to_hf(model)
-    atomic_write_with(folder / "model.safetensors", lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    atomic_write_text(folder / "config.json", json.dumps(hf, indent=2) + "\n")
-    atomic_write_text(folder / "generation_config.json", json.dumps(gen, indent=2) + "\n")
-    if tokenizer is not None:
-        write_tokenizer_files(folder, tokenizer)
+    with model_folder(folder) as tmp:  # swapped in as a whole (lmforge.io.folders)
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(hf, indent=2) + "\n", encoding="utf-8")
+        (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n", encoding="utf-8")
+        if tokenizer is not None:
+            write_tokenizer_files(tmp, tokenizer)
     return folder

@@ -1,7 +1,7 @@
 """lmforge's own model folder: ``lmforge.json`` (``{"arch": ..., "config": {...}}`` plus ``generation`` ids),
 ``model.safetensors`` (lmforge parameter names; ``lmforge.json``'s ``"weights"`` may name another file) and, when
-there is a tokenizer, ``tokenizer.json`` (the HF format). Every file is written atomically, so an interrupted save
-never leaves a half-written file.
+there is a tokenizer, ``tokenizer.json`` (the HF format). The folder is written as a whole (built beside the old one,
+then swapped in), so an interrupted save leaves the old model or the new one, never a mix.
 
 >>> save_model("run/model", model, tokenizer)   # doctest: +SKIP
 >>> lm = lmforge.load("run/model")              # doctest: +SKIP
@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from lmforge.errors import ConfigError, FormatError
-from lmforge.fileio import atomic_write_text, atomic_write_with, read_json
+from lmforge.fileio import read_json
+from lmforge.io.folders import model_folder
 from lmforge.io.model_parts import ModelParts
 from lmforge.io.tokenizer_files import read_tokenizer_files, write_tokenizer_files
 
@@ -57,7 +58,6 @@ def save_model(
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     arch = _arch_of(model)
     state, seen = {}, set()
     for name, tensor in model.state_dict().items():
@@ -79,11 +79,12 @@ def save_model(
     spec = quantization_spec(model)
     if spec:  # packed layers (lmforge.io.quantize): which module holds which format
         meta[QUANT_KEY] = spec
-    atomic_write_with(folder / weights_file, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    if tokenizer is not None:
-        write_tokenizer_files(folder, tokenizer)
-    # Written last: a folder with lmforge.json is complete.
-    atomic_write_text(folder / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
+    # The whole folder is swapped in at once; a run folder's checkpoints and logs stay (io/folders.py).
+    with model_folder(folder) as tmp:
+        save_file(state, str(tmp / weights_file), metadata={"format": "pt"})
+        if tokenizer is not None:
+            write_tokenizer_files(tmp, tokenizer)
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return folder
 
 

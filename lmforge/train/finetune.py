@@ -383,16 +383,13 @@ def default_pooling(lm: Any) -> str:
 def _save_folder(model: nn.Module, lm: Any, folder: Path) -> None:
     from lmforge.io.hf_bert import TOKENIZER_FILES, save_hf_bert
     from lmforge.io.hf_files import transformer_folder
-    from lmforge.io.lmforge_format import CONFIG_FILE, save_model
+    from lmforge.io.lmforge_format import save_model
 
-    # lmforge.load prefers lmforge.json, transformers reads config.json + model.safetensors: a re-used out folder
-    # must not keep the other format's files, or one of them would open the old model.
+    # Both savers replace the folder's model files as a whole (lmforge.io.folders), so a re-used out folder never
+    # keeps the other format's files (lmforge.load prefers lmforge.json, transformers reads config.json).
     if model.config.head == "classify" and model.config.classifier_pooling == "mean":
-        for stale in ("config.json", "model.safetensors"):
-            (folder / stale).unlink(missing_ok=True)
         save_model(folder, model, lm.tokenizer, weights_file=MEAN_POOLED_WEIGHTS)
         return
-    (folder / CONFIG_FILE).unlink(missing_ok=True)
     src = transformer_folder(lm.path) if lm.path is not None else None
     if src is not None and any((src / n).is_file() for n in TOKENIZER_FILES):
         save_hf_bert(model, folder, tokenizer_source=src)

@@ -205,8 +205,7 @@ def bert_exporter(config: BertConfig, tokenizer: Any):
     def export(state: dict[str, torch.Tensor], folder: Path) -> None:
         model = Bert(config)
         model.load_state_dict(state)
-        save_hf_bert(model, folder)
-        tokenizer.save(folder, format="hf")
+        save_hf_bert(model, folder, tokenizer=tokenizer)
 
     return export
 

@@ -129,3 +129,59 @@ def test_sharded_checkpoint_loads(tmp_path):
     with torch.no_grad():
         got = ours(ids, mask, types)
     assert _max_err(got, _hf_out(ref, ids, mask, types), mask) <= 1e-4
+
+
+# ---------------------------------------------------------------- at a large init: a wrong switch is far
+
+BIG_INIT = 0.3  # at transformers' default 0.02 attention is nearly uniform and a wrong mask moves outputs ~1e-4
+
+
+def _big_pair(arch, tmp_path, **kw):
+    """(transformers model at init std 0.3, our model read from its saved folder, our config)."""
+    torch.manual_seed(0)
+    ref = arch(_hf_config(initializer_range=BIG_INIT, **kw)).eval()
+    ref.save_pretrained(tmp_path)
+    cfg = config_from_hf(json.loads((tmp_path / "config.json").read_text()))
+    return ref, model_from_hf_weights(cfg, read_hf_weights(tmp_path)).eval(), cfg
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: a.__name__)
+def test_import_matches_transformers_at_a_large_init_and_wrong_switches_are_far(arch, tmp_path):
+    from dataclasses import replace
+
+    ref, ours, cfg = _big_pair(arch, tmp_path)
+    ids, mask, types = _inputs()
+    expected = _hf_out(ref, ids, mask, types)
+    with torch.no_grad():
+        got = ours(ids, mask, types)
+        no_mask = ours(ids, None, types)  # padding attended to
+        no_types = ours(ids, mask, None)  # segment B read as segment A
+        other_act = model_from_hf_weights(replace(cfg, mlp="gelu_tanh"), read_hf_weights(tmp_path)).eval()(
+            ids, mask, types)
+    assert _max_err(got, expected, mask) <= 1e-4
+    scale = float(expected.abs().max())
+    assert scale > 1.0  # outputs are not squashed near zero, so the gaps below mean something
+    assert _max_err(no_mask, expected, mask) > 0.1
+    assert _max_err(no_types, expected, mask) > 0.1
+    # tanh-approximated GELU, the closest wrong switch: measured 5.5e-4 (classifier) .. 4.1e-3 (MLM), 5x+ the 1e-4
+    # tolerance; the missing mask and token types: measured 1.7 .. 7.1
+    assert _max_err(other_act, expected, mask) > 4e-4
+
+
+def test_cls_and_mean_pooling_each_match_transformers_and_are_far_apart(tmp_path):
+    """The [CLS]-pooled classifier equals BertForSequenceClassification; the mean-pooled one equals the linear layer
+    on the mask-weighted mean of transformers' hidden states; on this model the two differ by far more than the
+    tolerance, so this parity can tell one pooling from the other."""
+    ref, ours_cls, cfg = _big_pair(BertForSequenceClassification, tmp_path)
+    ours_mean = ours_cls.with_head("classify", cfg.labels, "mean").eval()
+    ours_mean.classifier.load_state_dict(ours_cls.classifier.state_dict())  # the same linear layer on either input
+    ids, mask, types = _inputs()
+    with torch.no_grad():
+        cls_expected = ref(input_ids=ids, attention_mask=mask, token_type_ids=types).logits  # (B, n_labels)
+        hidden = ref.bert(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state  # (B, T, D)
+        w = mask[:, :, None].float()  # (B, T, 1)
+        mean_expected = ref.classifier((hidden * w).sum(1) / w.sum(1))  # (B, n_labels)
+        got_cls, got_mean = ours_cls(ids, mask, types), ours_mean(ids, mask, types)
+    assert float((got_cls - cls_expected).abs().max()) <= 1e-4
+    assert float((got_mean - mean_expected).abs().max()) <= 1e-4
+    assert float((cls_expected - mean_expected).abs().max()) > 0.1  # measured 1.84

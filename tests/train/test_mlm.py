@@ -1,5 +1,5 @@
 """Masked-LM pre-training: BERT's masking statistics (15%; 80/10/10), whole-word grouping, and a tiny BERT that
-learns from a small real text (masked-token accuracy well above always guessing the most frequent token)."""
+learns from a small real text (masked-token accuracy on held-out rows above always guessing the most frequent token)."""
 
 from __future__ import annotations
 
@@ -77,13 +77,16 @@ def test_masking_bad_input():
 def test_tiny_bert_learns_a_small_text(tmp_path):
     # One thread: tiny matrices gain nothing from more, and on a shared machine spinning threads cost 10x.
     torch.set_num_threads(1)
-    # A small real text (the start of the built-in corpus, 3,000 words), word-level ids: the test is about the
-    # objective and the model, not the tokenizer.
-    words = re.findall(r"[a-z]+|[.,:()]", builtin_text().lower())[:3000]
-    vocab = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(words))]
+    # A small real text (the first 20,000 words of the built-in corpus), word-level ids: the test is about the
+    # objective and the model, not the tokenizer. It is judged on held-out rows: the corpus's last 2,000 words.
+    words = re.findall(r"[a-z]+|[.,:()]", builtin_text().lower())
+    train_words, held_words = words[:20_000], words[-2_000:]
+    vocab = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(train_words) | set(held_words))]
     index = {w: i for i, w in enumerate(vocab)}
-    rows = chunk_tokens([[index[w] for w in words]], 32, cls_id=1, sep_id=2)
-    task = MaskedLMTask(rows, rows, mask_token_id=3, special_ids=[0, 1, 2], vocab_size=len(vocab), seed=0)
+    rows = chunk_tokens([[index[w] for w in train_words]], 32, cls_id=1, sep_id=2)
+    held = chunk_tokens([[index[w] for w in held_words]], 32, cls_id=1, sep_id=2)
+    task = MaskedLMTask(rows, held, mask_token_id=3, special_ids=[0, 1, 2], vocab_size=len(vocab), seed=0)
+    on_train_rows = MaskedLMTask(rows, rows, mask_token_id=3, special_ids=[0, 1, 2], vocab_size=len(vocab), seed=0)
     torch.manual_seed(0)
     model = Bert(BertConfig(vocab_size=len(vocab), n_embd=64, n_layer=2, n_head=2, ffn_hidden=128, block_size=32,
                             head="mlm", dropout=0.0))
@@ -92,12 +95,14 @@ def test_tiny_bert_learns_a_small_text(tmp_path):
                                             checkpoint_every=0, weight_decay=0.01, beta2=0.99),
                    tmp_path, progress=False)
     after = masked_accuracy(model, task.eval_batches(32))
+    seen = masked_accuracy(model, on_train_rows.eval_batches(32))
     assert result.losses[-1] < result.losses[0] - 2.0
-    assert before.accuracy < before.baseline
-    # The frequency baseline (always the most common word) is 6-9% here. With 800 steps, 6 of 6 seeds (data masks and
-    # initial weights) reached 43-49%; with 400 steps they reached only 14-18%, too close to a bar of twice the
-    # baseline for another CPU's rounding (which acts like another seed).
-    assert after.accuracy > 3 * after.baseline and after.accuracy > after.baseline + 0.2
+    assert before.accuracy < before.baseline and after.predicted >= 250
+    # The frequency baseline (always the most common word) is 6.3-8.6% on the held-out rows. Over seeds 0-5 (data,
+    # masks and initial weights) 800 steps reached 11.2-15.9% there (1.4-2.4x the baseline, +3.7 to +9.4 points)
+    # and 13.0-14.9% on training rows (2.1-2.5x their 5.3-6.4% baseline): context is used on unseen text.
+    assert after.accuracy > 1.25 * after.baseline and after.accuracy > after.baseline + 0.02, after
+    assert seen.accuracy > 1.8 * seen.baseline, seen
 
 
 def test_word_starts_of_a_real_wordpiece_vocabulary(minilm_path):
