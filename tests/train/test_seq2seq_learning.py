@@ -14,8 +14,10 @@ import pytest
 import torch
 
 from lmforge.data.parallel import synthetic_pairs
+from lmforge.generate import seq2seq_generate_ids
+from lmforge.models.transformer import Transformer, TransformerConfig
 from lmforge.train.loop import train
-from lmforge.train.seq2seq import prepare, scores_by_length, translate_ids
+from lmforge.train.seq2seq import Seq2SeqTask, prepare, scores_by_length, seq2seq_batch, translate_ids
 
 pytestmark = pytest.mark.slow
 BUCKETS = ((1, 6), (7, 11), (12, 100))
@@ -74,3 +76,33 @@ def test_transformer_translates_short_sentences(pairs, tmp_path):
     # seeds 0-5: 1-6 words 77.0-88.6 (all words 68.0-81.6); the unigram plateau it used to stay on is BLEU ~1
     assert scores["1-6"]["bleu"] >= 60
     assert scores["all"]["bleu"] >= 50  # seeds 0-5: 68.0-81.6
+
+
+@pytest.mark.parametrize("prenorm", [False, True])
+def test_transformer_memorises_20_pairs_and_greedy_decoding_replays_them(prenorm):
+    """The training path end to end on ids: teacher-forced loss (decoder input = start + target, labels = target +
+    eos, padding ignored) trains a tiny Transformer to memorise 20 random pairs of 3-8 tokens, and greedy decoding
+    then reproduces every target exactly. A label shift of one, or a decoder that sees its own next token in
+    training (no causal mask), still drives the loss down but makes greedy decoding fail.
+    Seeds 0-5, both norms: loss 0.016-0.026 after 100 full-batch steps, 20/20 exact every time."""
+    g = torch.Generator().manual_seed(0)
+
+    def ids() -> list[int]:
+        return torch.randint(3, 40, (int(torch.randint(3, 9, (1,), generator=g)),), generator=g).tolist()
+
+    pairs = [(ids() + [2], ids()) for _ in range(20)]  # (source + eos, target)
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(vocab_size=40, block_size=16, n_layer=1, n_head=4, n_embd=32, dropout=0.0,
+                                          label_smoothing=0.0, prenorm=prenorm))
+    task = Seq2SeqTask(pairs, [], pad_id=0, start_id=1, eos_id=2)
+    batch = seq2seq_batch(pairs, pad_id=0, start_id=1, eos_id=2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(100):
+        loss = task.loss(model, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.1  # seeds 0-5: 0.016-0.026
+    model.eval()
+    out = seq2seq_generate_ids(model, [src for src, _ in pairs], max_new_tokens=10).new_ids
+    assert [list(o) for o in out] == [tgt for _, tgt in pairs]
