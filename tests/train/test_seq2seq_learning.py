@@ -6,6 +6,7 @@ Transformer (pre-norm, 2+2 layers, 64 wide, 200 steps) translates short sentence
 Bars chosen from seeds 0-5 (the same set-up, seed = init and batch order), BLEU on the first 100 test pairs:
 attention RNN (dot) 1-6 words 88.9-97.5, 12-16 words 84.6-89.4; no-attention RNN 12-16 words 1.7-3.4 (it has not
 learnt to use its one vector at this budget: 2.5-6.4 even on 1-6 words). Margin on the longest bucket: 81-87.
+Transformer (pre-norm, 200 steps x 32 pairs, lr 6e-3): 1-6 words 77.0-88.6, all 68.0-81.6, 12-16 words 63.0-79.1.
 """
 
 from __future__ import annotations
