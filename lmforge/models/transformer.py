@@ -62,7 +62,7 @@ class TransformerConfig:
     pad_token_id: int = 0
     eos_token_id: int = 2
     decoder_start_token_id: int = 1
-    init_std: float = 0.02
+    init_std: float | None = None  # default n_embd ** -0.5 (see Transformer.reset_parameters)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -92,6 +92,10 @@ class TransformerConfig:
                 raise ConfigError(f"TransformerConfig.{name}: expected an id in 0..{self.vocab_size - 1}, "
                                   f"got {value!r}")
         self.ffn_hidden = self.block_config(cross=False).ffn_hidden
+        if self.init_std is None:
+            self.init_std = self.n_embd**-0.5
+        if not isinstance(self.init_std, (int, float)) or isinstance(self.init_std, bool) or self.init_std <= 0:
+            raise ConfigError(f"TransformerConfig.init_std: expected a positive number, got {self.init_std!r}")
 
     def block_config(self, cross: bool) -> BlockConfig:
         return BlockConfig(
@@ -183,7 +187,13 @@ class Transformer(nn.Module):
 
     def reset_parameters(self) -> None:
         """N(0, init_std) linear weights, zero biases; embeddings N(0, n_embd^-1/2) when they are scaled by
-        sqrt(n_embd) (so the scaled embedding has unit variance, like the positions), else N(0, init_std)."""
+        sqrt(n_embd) (so the scaled embedding has unit variance, like the positions), else N(0, init_std).
+
+        Why ``init_std`` defaults to n_embd^-1/2 (a unit-variance input gives unit-variance projections, the scale
+        of the paper's Xavier init) and not GPT-2's fixed 0.02: at 64 wide, 0.02 makes every query and key ~6x
+        too small, the attention scores start near 0 and cross-attention near uniform, and the model learns the
+        target language model long before it learns which source token to look at — 400 steps on the synthetic
+        task stayed at BLEU ~1, where n_embd^-1/2 reaches BLEU 80+ (tests/train/test_seq2seq_learning.py)."""
         c = self.config
         for module in self.modules():
             if isinstance(module, nn.Linear):
