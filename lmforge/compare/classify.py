@@ -313,18 +313,21 @@ def _bert_mlm_arm(train_texts: list[str], train_labels: list[str], ctx: _Context
                       ctx, "mean")
 
 
-def _encoder(ctx: _Context) -> Any:
-    import lmforge
+def _encoder_embed(ctx: _Context) -> Callable[[list[str]], np.ndarray]:
+    """The pre-trained encoder's sentence embeddings, pooled as its sentence-transformers config says (loaded once)."""
+    from lmforge.embed import embed
+    from lmforge.io import load_parts
 
     if "encoder" not in ctx.shared:
-        ctx.shared["encoder"] = lmforge.load(ctx.encoder)
-    return ctx.shared["encoder"]
+        ctx.shared["encoder"] = load_parts(ctx.encoder)
+    parts = ctx.shared["encoder"]
+    return lambda texts: embed(parts.model, parts.tokenizer, texts, 32, parts.sentence_config)
 
 
 def _encoder_frozen_arm(train_texts: list[str], train_labels: list[str], ctx: _Context):
-    lm = _encoder(ctx)
-    clf = _logistic(ctx.settings.seed).fit(lm.embed(train_texts), train_labels)
-    return lambda texts: list(clf.predict(lm.embed(texts)))
+    encode = _encoder_embed(ctx)
+    clf = _logistic(ctx.settings.seed).fit(encode(train_texts), train_labels)
+    return lambda texts: list(clf.predict(encode(texts)))
 
 
 def _encoder_finetuned_arm(train_texts: list[str], train_labels: list[str], ctx: _Context):

@@ -13,7 +13,7 @@ nothing CPU-specific.
 
 >>> lm = lmforge.load("model-folder")                      # doctest: +SKIP
 >>> quantize_model(lm.model, "int4", group=64)             # doctest: +SKIP
->>> save_model("model-int4", lm.model, lm.tokenizer)       # doctest: +SKIP  (lmforge.io.save_model)
+>>> lmforge.io.save_model("model-int4", lm.model, lm.tokenizer)   # doctest: +SKIP
 """
 
 from __future__ import annotations
