@@ -8,6 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (CI repeats exactly; a failure is reproducible, not a flake).
+settings.register_profile("lmforge", derandomize=True, database=None)
+settings.load_profile("lmforge")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
