@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from lmforge.errors import ConfigError, FormatError
-from lmforge.fileio import atomic_write_text, atomic_write_with
+from lmforge.io.folders import model_folder
 from lmforge.io.hf_files import read_hf_weights
 from lmforge.io.model_parts import ModelParts
 from lmforge.io.tokenizer_files import read_tokenizer_files, write_tokenizer_files
@@ -150,7 +150,6 @@ def save_marian(folder: str | os.PathLike, model: Transformer, tokenizer: Any = 
     if c.prenorm or c.norm != "layer" or not c.bias or c.mlp not in inverse_act:
         raise ConfigError("save_marian: Marian needs post-norm, LayerNorm, biases and a relu/silu/gelu MLP")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     sd = model.state_dict()
     out: dict[str, torch.Tensor] = {}
     if c.share_embeddings:
@@ -183,8 +182,9 @@ def save_marian(folder: str | os.PathLike, model: Transformer, tokenizer: Any = 
         "decoder_start_token_id": c.decoder_start_token_id, "tie_word_embeddings": c.tie_embeddings,
         "is_encoder_decoder": True,
     }
-    atomic_write_with(folder / "model.safetensors", lambda tmp: save_file(out, tmp, metadata={"format": "pt"}))
-    if tokenizer is not None:
-        write_tokenizer_files(folder, tokenizer)
-    atomic_write_text(folder / "config.json", json.dumps(hf_config, indent=2) + "\n")
+    with model_folder(folder) as tmp:  # swapped in as a whole (lmforge.io.folders)
+        save_file(out, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if tokenizer is not None:
+            write_tokenizer_files(tmp, tokenizer)
+        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
     return folder
