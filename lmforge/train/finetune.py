@@ -22,9 +22,9 @@ lmforge's own folder (``lmforge.json`` + ``lmforge_model.safetensors`` + ``token
 and ``lmforge predict`` open it, while transformers finds neither ``config.json`` nor ``model.safetensors`` and
 raises instead of misreading it. Both come with ``metrics.json`` (it records the pooling).
 
-Metrics are computed here with small functions (scikit-learn is only a test dependency): accuracy and macro-F1
-for classification; for tagging, entity-level precision/recall/F1 as ``seqeval``/conlleval define them — an
-entity counts only if its type and its exact span are both right.
+Metrics: accuracy and macro-F1 for classification come from scikit-learn; for tagging, entity-level
+precision/recall/F1 as ``seqeval``/conlleval define them (a small function here: an entity counts only if its type
+and its exact span are both right).
 """
 
 from __future__ import annotations
@@ -162,15 +162,12 @@ def classification_scores(gold: Sequence[str], pred: Sequence[str]) -> dict[str,
     >>> classification_scores(["a", "a", "b"], ["a", "b", "b"])
     {'accuracy': 0.6666666666666666, 'f1_macro': 0.6666666666666666}
     """
+    from sklearn.metrics import accuracy_score, f1_score
+
     if len(gold) != len(pred) or not gold:
         raise InputError(f"metrics: need equally many gold and predicted labels, got {len(gold)} and {len(pred)}")
-    accuracy = sum(g == p for g, p in zip(gold, pred, strict=True)) / len(gold)
-    f1s = []
-    for label in sorted(set(gold) | set(pred)):
-        tp = sum(g == p == label for g, p in zip(gold, pred, strict=True))
-        n_pred, n_gold = sum(p == label for p in pred), sum(g == label for g in gold)
-        f1s.append(2 * tp / (n_pred + n_gold) if n_pred + n_gold else 0.0)
-    return {"accuracy": accuracy, "f1_macro": sum(f1s) / len(f1s)}
+    return {"accuracy": float(accuracy_score(gold, pred)),
+            "f1_macro": float(f1_score(gold, pred, average="macro", zero_division=0.0))}
 
 
 def entity_spans(tags: Sequence[str]) -> set[tuple[str, int, int]]:
