@@ -24,7 +24,8 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch import nn
 
-from lmforge.errors import ConfigError, FormatError, InputError
+from lmforge.errors import ConfigError, InputError
+from lmforge.models.state import check_state
 from lmforge.models.vocabulary import upgrade_config_dict
 from lmforge.nn.block import Block, BlockConfig
 from lmforge.nn.pooling import pool
@@ -199,15 +200,7 @@ class Bert(nn.Module):
         with torch.device("meta"):
             model = cls(config)
         expected = {k: v.shape for k, v in model.state_dict().items()}
-        missing = sorted(set(expected) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(expected))
-        if missing or unexpected:
-            raise FormatError(f"{source}: missing tensor(s) {missing[:5]}, unexpected tensor(s) {unexpected[:5]}")
-        for name, shape in expected.items():
-            if tuple(state_dict[name].shape) != tuple(shape):
-                raise FormatError(
-                    f"{source}: tensor {name!r} has shape {tuple(state_dict[name].shape)}, expected {tuple(shape)}"
-                )
+        check_state(expected, state_dict, source)
         if dtype is not None:
             state_dict = {k: v.to(dtype) for k, v in state_dict.items()}
         model.load_state_dict(state_dict, assign=True)

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from lmforge.errors import ConfigError, FormatError, InputError
+from lmforge.errors import ConfigError, InputError
+from lmforge.models.state import check_state
 from lmforge.nn.attention import build_mask, build_row_mask
 from lmforge.nn.block import Block, BlockConfig
 from lmforge.nn.kv_cache import KVCache
@@ -170,15 +171,7 @@ class GPT(nn.Module):
         if config.tie_embeddings:
             expected.pop("lm_head.weight", None)
             state_dict = {k: v for k, v in state_dict.items() if k != "lm_head.weight"}
-        missing = sorted(set(expected) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(expected))
-        if missing or unexpected:
-            raise FormatError(f"{source}: missing tensor(s) {missing[:5]}, unexpected tensor(s) {unexpected[:5]}")
-        for name, shape in expected.items():
-            if tuple(state_dict[name].shape) != tuple(shape):
-                raise FormatError(
-                    f"{source}: tensor {name!r} has shape {tuple(state_dict[name].shape)}, expected {tuple(shape)}"
-                )
+        check_state(expected, state_dict, source)
         if dtype is not None:
             state_dict = {k: v.to(dtype) for k, v in state_dict.items()}
         model.load_state_dict(state_dict, strict=False, assign=True)

@@ -8,6 +8,19 @@ from torch import nn
 from lmforge.errors import FormatError
 
 
+def check_state(expected: dict[str, torch.Size], state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Every name of ``expected`` present in ``state_dict`` with its shape, and nothing else; else a FormatError
+    naming ``source`` and the tensor."""
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    if missing or unexpected:
+        raise FormatError(f"{source}: missing tensor(s) {missing[:5]}, unexpected tensor(s) {unexpected[:5]}")
+    for name, shape in expected.items():
+        if tuple(state_dict[name].shape) != tuple(shape):
+            raise FormatError(f"{source}: tensor {name!r} has shape {tuple(state_dict[name].shape)}, "
+                              f"expected {tuple(shape)}")
+
+
 def load_state(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str,
                dtype: torch.dtype | None = None) -> nn.Module:
     """Copy ``state_dict`` into ``model``, checking names and shapes; a FormatError names ``source`` and the tensor.
