@@ -1,7 +1,8 @@
 """Files: the one JSON reader, and atomic writes (a same-folder temp file, fsync, then ``os.replace``).
 
 An interrupted or failing write never leaves a half-written file under the final name:
-either the old file or the complete new one is there.
+either the old file or the complete new one is there. Temp names carry the writer's process id
+(``.<name>.<pid>.<random>.tmp``), so the next write to the same target removes the temps a killed writer left.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as f:
             yield f
@@ -70,7 +71,7 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) ->
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         writer(tmp)
@@ -82,6 +83,54 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) ->
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _temp_prefix(path: Path) -> str:
+    """The temp-name prefix of a write to ``path`` by this process; stale temps of dead writers go first.
+
+    >>> _temp_prefix(Path("/nonexistent/m.json")) == f".m.json.{os.getpid()}."
+    True
+    """
+    remove_stale_temps(path)
+    return f".{path.name}.{os.getpid()}."
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temp files/folders that writers of ``path`` left when they were killed (their process id, in
+    the temp's name, no longer runs); temps of running writers and names without a process id stay. Returns the
+    removed paths."""
+    path = Path(path)
+    prefix, removed = f".{path.name}.", []
+    try:
+        entries = list(os.scandir(path.parent))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+            continue
+        pid = entry.name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or _process_runs(int(pid)):
+            continue
+        temp = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(temp, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+        removed.append(temp)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process (or not a pid we can ask about): leave its temp alone
+    return True
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -130,7 +179,7 @@ def atomic_folder(path: str | os.PathLike, keep: Callable[[str], bool] = lambda 
     recover_folder(path)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{path}: exists and is not a folder")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the folder gets a plain mkdir's mode
         yield tmp

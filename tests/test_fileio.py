@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from lmforge.fileio import atomic_open, atomic_write_text, atomic_write_with
@@ -118,3 +120,20 @@ def test_a_save_killed_midway_loses_nothing(tmp_path, die_at):
     recover_folder(folder)
     assert _tree(folder) == {"a.bin": b"old", "b.bin": b"old-only"}
     assert not aside_path(folder).exists()
+
+
+def test_stale_temps_of_dead_writers_are_removed_by_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    stale_file, stale_dir = tmp_path / f".a.json.{dead}.x1.tmp", tmp_path / f".a.json.{dead}.x2.tmp"
+    live = tmp_path / f".a.json.{os.getppid()}.x3.tmp"  # a running writer's temp
+    other = tmp_path / f".b.json.{dead}.x4.tmp"  # another target's temp
+    no_pid = tmp_path / ".a.json.abc.tmp"  # not lmforge's naming: left alone
+    stale_file.write_text("half"), stale_dir.mkdir(), (stale_dir / "w.bin").write_bytes(b"half")
+    for p in (live, other, no_pid):
+        p.write_text("x")
+    atomic_write_text(tmp_path / "a.json", "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.json", live.name, other.name, no_pid.name])

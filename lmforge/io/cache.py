@@ -42,7 +42,7 @@ MAX_GB_ENV = "LMFORGE_CACHE_MAX_GB"
 # entry is never evicted right after it was written (so one large model still works).
 DEFAULT_MAX_GB = 20.0
 ENTRY_SUFFIX = ".safetensors"
-_TEMP_SUFFIX = ".tmp"  # lmforge.fileio's temp files: ".<name>.<random>.tmp" next to the target
+_TEMP_SUFFIX = ".tmp"  # lmforge.fileio's temp files: ".<name>.<pid>.<random>.tmp" next to the target
 _DIGEST_KEY = "lmforge.tensors_sha256"
 _CHUNK = 1 << 24
 

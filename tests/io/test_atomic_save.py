@@ -106,6 +106,9 @@ def test_a_save_killed_at_every_rename_leaves_the_old_or_the_new_model(tmp_path,
             assert torch.allclose(got, new_logits, atol=1e-6), f"kill at rename {kill_at}: neither model"
             seen.append("new")
         assert not (folder.parent / ".model.old").exists()  # load put the old folder back or deleted it
+        saver(folder, new)  # the next save removes the temp folder/files the killed one left
+        assert [p.name for p in folder.parent.iterdir()] == ["model"]
+        assert not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
         if not killed:
             break
     else:
