@@ -246,11 +246,13 @@ class Transformer(nn.Module):
 
     def decode(
         self, decoder_input_ids: torch.Tensor, cache: EncoderDecoderCache, *, last_only: bool = False,
-        return_attn: bool = False,
+        return_attn: bool = False, logits_mask: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Target ids ``(B, T)`` → logits ``(B, T, V)`` (``(B, 1, V)`` with ``last_only``), attending to the cached
         encoder output and, when the cache has one, to the earlier target positions in its KV cache.
-        ``return_attn``: also the cross-attention weights ``(B, H, T, S)`` of every layer."""
+        ``return_attn``: also the cross-attention weights ``(B, H, T, S)`` of every layer. ``logits_mask (B, T)``
+        (bool): logits ``(N, V)`` of only the N True positions — the LM head is the largest matrix, and the
+        training loss needs no logits for target padding."""
         kv = cache.self_attn
         offset = kv.length if kv is not None else 0
         t = decoder_input_ids.shape[1]
@@ -279,6 +281,8 @@ class Transformer(nn.Module):
             kv.advance(t)
         if last_only:
             x = x[:, -1:]
+        if logits_mask is not None:
+            x = x[logits_mask]  # (N, C)
         if self.config.prenorm:
             x = self.decoder_norm(x)
         logits = self.lm_head(x)  # (B, T, V)
@@ -288,9 +292,10 @@ class Transformer(nn.Module):
 
     def forward(
         self, input_ids: torch.Tensor, decoder_input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-        *, return_attn: bool = False,
+        *, return_attn: bool = False, logits_mask: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Source ``input_ids (B, S)`` and target ``decoder_input_ids (B, T)`` → decoder logits ``(B, T, V)``."""
+        """Source ``input_ids (B, S)`` and target ``decoder_input_ids (B, T)`` → decoder logits ``(B, T, V)``
+        (``(N, V)`` for the True positions of ``logits_mask (B, T)``)."""
         memory = self.encode(input_ids, attention_mask)
         return self.decode(decoder_input_ids, self.new_cache(memory, attention_mask, max_len=0),
-                           return_attn=return_attn)
+                           return_attn=return_attn, logits_mask=logits_mask)
