@@ -29,7 +29,6 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 
 import torch  # noqa: E402
 
-
 CLOCK = time.perf_counter
 
 

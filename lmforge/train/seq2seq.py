@@ -89,7 +89,7 @@ class Seq2SeqTask:
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         target = batch["labels"] != -100  # (B, T): no LM head, softmax or loss on target padding
-        logits = model(batch["src"], batch["dec"], batch["src_mask"], logits_mask=target)  # (N, V)
+        logits = model(batch["src"], batch["dec"], batch["src_mask"], target_mask=target)  # (N, V)
         smoothing = unwrap_model(model).config.label_smoothing if model.training else 0.0
         return F.cross_entropy(logits.float(), batch["labels"][target], label_smoothing=smoothing)
 
