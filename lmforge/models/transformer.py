@@ -10,6 +10,10 @@ embedding. Blocks are :class:`lmforge.nn.block.Block`, the same parts as GPT and
 Decoding protocol (:mod:`lmforge.generate`): ``encode`` once per input; ``new_cache`` computes every decoder layer's
 cross-attention keys/values once and allocates the self-attention KV cache; ``decode`` runs new target tokens
 against that cache. ``forward`` (training) is the same three calls without a self-attention cache.
+
+Padding costs only its place in attention: inside the blocks the real positions travel as rows ``(N, C)``
+(:func:`pack`), the norms, projections, feed-forward layers and (with ``target_mask``) the LM head see only
+them, and :func:`unpack` spreads them back to ``(B, T)`` for the attention itself (:func:`run_block`).
 """
 
 from __future__ import annotations
