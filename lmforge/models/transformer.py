@@ -180,10 +180,11 @@ def self_attend(
 
 def cross_keys_values(attn: Attention, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A cross-attention layer's keys and values of the encoder output: ``memory (B, S, C)`` →
-    ``k, v (B, H, S, D)``."""
+    ``k, v (B, H, S, D)``, contiguous: computed once per input and read at every decoding step, where strided
+    keys/values make CPU attention ~1.7x slower (batch 16)."""
     b, s, _ = memory.shape
     k, v = attn.kv(memory).view(b, s, 2, attn.n_kv_head, attn.head_dim).permute(2, 0, 3, 1, 4)
-    return k, v
+    return k.contiguous(), v.contiguous()
 
 
 def cross_attend(
