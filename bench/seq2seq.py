@@ -6,9 +6,9 @@ by transformers and loaded by lmforge (``lmforge.load`` of the Marian folder). F
 Measures: greedy translation of ``--sentences`` random source sentences (10–30 tokens) at batch 1 and batch 16,
 exactly ``--new-tokens`` new tokens each (no early end on either side), in new tokens/s; and one training step on a
 padded batch of 16 pairs (10–32 tokens a side), against MarianMTModel with eager attention: forward + backward
-alone, then with the optimizer step (each side's training default: fused AdamW). Each side runs in turn on the same
-inputs (training repeats interleaved, best of ``--train-repeats``); the ratio is lmforge / transformers (> 1:
-lmforge faster).
+alone, then with the optimizer step (each side's training default: fused AdamW). The two sides alternate on the
+same inputs (greedy: batch by batch; training: best of ``--train-repeats``); the ratio is lmforge / transformers
+(> 1: lmforge faster). With ``--threads 1`` each side is timed by its process's CPU time.
 
     python3 bench/seq2seq.py                     # 64 sentences, 2 threads
     python3 bench/seq2seq.py --sentences 16 --new-tokens 16 --threads 1
@@ -84,20 +84,21 @@ def main() -> None:
     for batch_size in () if args.skip_generate else (1, 16):
         batches = [sources[i : i + batch_size] for i in range(0, len(sources), batch_size)]
 
-        def run_ours(batches=batches):
-            for b in batches:
-                out = seq2seq_generate_ids(ours, b, max_new_tokens=n, eos_token_ids=[])
-                assert all(len(x) == n for x in out.new_ids)
+        def run_ours(b):
+            out = seq2seq_generate_ids(ours, b, max_new_tokens=n, eos_token_ids=[])
+            assert all(len(x) == n for x in out.new_ids)
 
-        def run_ref(batches=batches):
+        def run_ref(b):
             with torch.inference_mode():
-                for b in batches:
-                    ids, mask = hf_batch(b)
-                    ref.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
-                                 do_sample=False, num_beams=1)
+                ids, mask = hf_batch(b)
+                ref.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
+                             do_sample=False, num_beams=1)
 
-        run_ours(), run_ref()  # warm-up
-        t_ours, t_ref = timed(run_ours), timed(run_ref)
+        run_ours(batches[0]), run_ref(batches[0])  # warm-up
+        t_ours = t_ref = 0.0
+        for b in batches:  # interleaved batch by batch, so a change in the machine's load hits both sides
+            t_ours += timed(lambda b=b: run_ours(b))
+            t_ref += timed(lambda b=b: run_ref(b))
         tokens = len(sources) * n
         print(f"greedy batch {batch_size:2d}: lmforge {tokens / t_ours:7.1f} tok/s, transformers {tokens / t_ref:7.1f} "
               f"tok/s, ratio {t_ref / t_ours:.2f}x")
