@@ -197,10 +197,11 @@ class RNNSeq2Seq(nn.Module):
 
     def decode(
         self, decoder_input_ids: torch.Tensor, cache: EncoderDecoderCache, *, last_only: bool = False,
-        return_attn: bool = False,
+        return_attn: bool = False, target_mask: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Target ids ``(B, T)`` → logits ``(B, T, V)`` from the cached decoder state, which is advanced.
-        ``return_attn``: also ``[weights (B, 1, T, S)]`` (one "layer", one "head"; ``[None]`` without attention)."""
+        ``return_attn``: also ``[weights (B, 1, T, S)]`` (one "layer", one "head"; ``[None]`` without attention).
+        ``target_mask (B, T)`` (bool): logits ``(N, V)`` of only the N True positions (no LM head on padding)."""
         self._check_length(decoder_input_ids, cache.length)
         states, keys, summary = cache.cross[0]
         b, t = decoder_input_ids.shape
@@ -218,6 +219,8 @@ class RNNSeq2Seq(nn.Module):
         out = torch.tanh(self.combine(self.drop(torch.cat([h, context], dim=-1))))  # (B, T, n_embd)
         if last_only:
             out = out[:, -1:]
+        if target_mask is not None:
+            out = out[target_mask]  # (N, n_embd)
         logits = self.lm_head(self.drop(out))
         if return_attn:
             return logits, [None if weights is None else weights[:, None]]
@@ -225,9 +228,11 @@ class RNNSeq2Seq(nn.Module):
 
     def forward(
         self, input_ids: torch.Tensor, decoder_input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-        *, return_attn: bool = False,
+        *, return_attn: bool = False, target_mask: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Source ``input_ids (B, S)`` and target ``decoder_input_ids (B, T)`` → decoder logits ``(B, T, V)``
-        (teacher forcing: the true previous tokens are the decoder's input)."""
+        (teacher forcing: the true previous tokens are the decoder's input); ``(N, V)`` for the True positions of
+        ``target_mask (B, T)``."""
         encoded = self.encode(input_ids, attention_mask)
-        return self.decode(decoder_input_ids, self.new_cache(encoded, attention_mask), return_attn=return_attn)
+        return self.decode(decoder_input_ids, self.new_cache(encoded, attention_mask), return_attn=return_attn,
+                           target_mask=target_mask)

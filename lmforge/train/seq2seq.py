@@ -88,10 +88,10 @@ class Seq2SeqTask:
         return [seq2seq_batch(v[i : i + batch_size], *self.ids) for i in range(0, len(v), batch_size)]
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = model(batch["src"], batch["dec"], batch["src_mask"])  # (B, T, V)
+        target = batch["labels"] != -100  # (B, T): no LM head, softmax or loss on target padding
+        logits = model(batch["src"], batch["dec"], batch["src_mask"], target_mask=target)  # (N, V)
         smoothing = unwrap_model(model).config.label_smoothing if model.training else 0.0
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch["labels"].reshape(-1),
-                               ignore_index=-100, label_smoothing=smoothing)
+        return F.cross_entropy(logits.float(), batch["labels"][target], label_smoothing=smoothing)
 
     def tokens_in(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["src_mask"].sum() + (batch["labels"] != -100).sum())

@@ -65,6 +65,39 @@ def test_padded_batch_equals_each_row_alone(name):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
+def test_training_loss_on_target_rows_equals_full_logits(name):
+    """The trainer's path (``target_mask``: the Transformer computes only real source and target positions, both
+    models apply the LM head only there) gives the same loss and the same gradients as full padded logits."""
+    from lmforge.train.seq2seq import Seq2SeqTask, seq2seq_batch
+
+    model = MODELS[name].train()
+    pairs = [([5, 6, 7, 8, 9, 10], [20, 21]), ([11, 12], [22, 23, 24, 25, 26, 27]), ([13, 14, 15], [28, 29, 30])]
+    batch = seq2seq_batch(pairs, pad_id=0, start_id=1, eos_id=2)
+    task = Seq2SeqTask(pairs, [], pad_id=0, start_id=1, eos_id=2)
+    try:
+        model.zero_grad()
+        fast = task.loss(model, batch)
+        fast.backward()
+        fast_grads = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        logits = model(batch["src"], batch["dec"], batch["src_mask"])  # (B, T, V), every position
+        full = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100,
+                                                 label_smoothing=model.config.label_smoothing)
+        full.backward()
+        torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-5)
+        for g_fast, p in zip(fast_grads, model.parameters(), strict=True):
+            torch.testing.assert_close(g_fast, p.grad, atol=1e-5, rtol=1e-4)
+        if name.startswith("transformer"):  # a hole before a real position would change what that position sees
+            holed = batch["labels"] != -100
+            holed[:, 0] = False
+            with pytest.raises(InputError, match="target_mask"):
+                model(batch["src"], batch["dec"], batch["src_mask"], target_mask=holed)
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.eval()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
 def test_greedy_equals_argmax_recompute_and_beam_one(name):
     model = MODELS[name]
     greedy = generate_ids(model, SOURCES, max_new_tokens=8, eos_token_ids=[])
