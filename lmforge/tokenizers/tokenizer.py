@@ -108,7 +108,7 @@ class Tokenizer:
             self._roles["unk"] = self._token_to_id[unk]
         self._model_decoder = model.default_decoder() or NoDecoder()  # when the file names no decoder
         self._cache = _PieceCache(model.encode)  # piece → ids
-        self._spans: dict[str, tuple[int, ...]] = {}  # piece → flat (id, start, end)s (offsets only)
+        self._spans: dict[str, tuple[tuple[int, int, int], ...]] = {}  # piece → (id, start, end)s (offsets)
 
     @property
     def kind(self) -> str:
@@ -342,14 +342,15 @@ class Tokenizer:
                 if offsets is None:
                     ids.extend(self._cache[piece])
                     continue
-                flat = self._tokens(piece)
+                tokens = self._tokens(piece)
                 inserted = len(piece) - (pe - ps)
                 if positions is None and inserted <= 0 and align is None:  # the common case: spans just shift
-                    add = (base + s + ps).__add__
-                    ids.extend(flat[::3])
-                    offsets.extend(zip(map(add, flat[1::3]), map(add, flat[2::3]), strict=True))
+                    shift = base + s + ps
+                    for tid, ts, te in tokens:
+                        ids.append(tid)
+                        offsets.append((shift + ts, shift + te))
                     continue
-                for tid, ts, te in zip(*[iter(flat)] * 3, strict=True):  # (id, start, end) per token
+                for tid, ts, te in tokens:
                     ids.append(tid)
                     if positions is not None:  # the pre-tokenizer normalised too: each char's place in norm[s:e]
                         a = positions[ts] if ts < len(positions) else pe
@@ -359,21 +360,21 @@ class Tokenizer:
                         ts, te = s + ps + ts, s + ps + te
                     offsets.append(_span(align, ts, te, base, len(seg)))
 
-    def _tokens(self, piece: str) -> tuple[int, ...]:
-        """The model's tokens of one piece with their spans, flat: ``(id, start, end, id, start, end, ...)``,
-        memoised like the ids. Flat ints, not a list of ``Token``: a tuple of ints is one object the garbage
-        collector soon stops tracking, where every memoised list and ``Token`` stays tracked and makes each full
-        collection walk them all (that cost the offsets path ~20% in a process holding other large objects)."""
-        flat = self._spans.get(piece)
-        if flat is None:
+    def _tokens(self, piece: str) -> tuple[tuple[int, int, int], ...]:
+        """The model's tokens of one piece as plain ``(id, start, end)`` tuples, memoised like the ids. Plain
+        tuples of ints, not the model's ``Token`` list: the garbage collector stops tracking those, where every
+        memoised list and ``Token`` stays tracked and makes each full collection walk them all (that cost the
+        offsets path ~20% in a process that holds other large objects)."""
+        tokens = self._spans.get(piece)
+        if tokens is None:
             ids = self._cache.get(piece)  # .get: a miss does not encode
-            tokens = self.model.tokenize(piece) if ids is None else self.model.tokenize_ids(piece, ids)
-            flat = tuple(itertools.chain.from_iterable(tokens))
+            tokens = tuple(map(tuple, self.model.tokenize(piece) if ids is None else
+                               self.model.tokenize_ids(piece, ids)))
             if len(piece) <= _CACHE_MAX_PIECE:
                 if len(self._spans) >= _CACHE_LIMIT:
                     self._spans.clear()
-                self._spans[piece] = flat
-        return flat
+                self._spans[piece] = tokens
+        return tokens
 
     def _encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         if not isinstance(text, str):
