@@ -10,7 +10,9 @@ Text: Webster's 1913 dictionary (Debian ``dict-gcide``: /usr/share/dictd/gcide.d
 The tiktoken ``Encoding`` is built locally from lmforge's trained merges (ranks = ids), and also from GPT-2's
 real ranks (openai-whisper's gpt2.tiktoken) when installed — no download. Timings are wall-clock after a warm-up
 call (numba's compiled code is cached on disk after the first run): training once each, encoding the best of
-``--repeat`` runs with lmforge and tiktoken interleaved, so a busy machine hurts both alike.
+``--repeat`` runs with lmforge and tiktoken interleaved, so a busy machine hurts both alike. With ``--baseline`` each
+measure is the least CPU time of ``--repeat`` runs, each on a freshly loaded tokenizer (an empty word memo) unless
+it says "warm", and the medians over ``--rounds`` rounds are compared.
 """
 
 from __future__ import annotations
