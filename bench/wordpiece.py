@@ -66,15 +66,19 @@ def cpu(fn):
 if args.child:  # one round of lmforge-only measurements, public API only (runs against older trees too)
     accented = [line.replace("e", "é", 1).replace("a", "Ä", 1) for line in lines]
     out = {}
-    bert = load_tokenizer(folder / "tokenizer.json")
     for name, texts in (("per line", lines), ("1000-line blocks", blocks), ("per line, accented", accented)):
+        bert = load_tokenizer(folder / "tokenizer.json")  # a cold word memo for each kind of text
         out[f"WordPiece.encode, {name}"] = cpu(lambda texts=texts: [ours.encode(t) for t in texts])[1]
         out[f"WordPiece.tokenize (offsets), {name}"] = cpu(lambda texts=texts: [ours.tokenize(t) for t in texts])[1]
         out[f"Tokenizer.encode (tokenizer.json), {name}"] = cpu(
-            lambda texts=texts: [bert.encode(t, add_special_tokens=False) for t in texts])[1]
-        out[f"Tokenizer.encode_batch offsets, {name}"] = cpu(
-            lambda texts=texts: bert.encode_batch(texts, return_offsets=True))[1]
-    out["Tokenizer.decode, per line"] = cpu(lambda: [bert.decode(bert.encode(t)) for t in lines])[1]
+            lambda texts=texts, bert=bert: [bert.encode(t, add_special_tokens=False) for t in texts])[1]
+        out[f"Tokenizer.encode_batch offsets, warm, {name}"] = cpu(
+            lambda texts=texts, bert=bert: bert.encode_batch(texts, return_offsets=True))[1]
+        fresh = load_tokenizer(folder / "tokenizer.json")
+        out[f"Tokenizer.encode_batch offsets, cold, {name}"] = cpu(
+            lambda texts=texts, fresh=fresh: fresh.encode_batch(texts, return_offsets=True))[1]
+    line_ids = [bert.encode(t) for t in lines]
+    out["Tokenizer.decode, per line"] = cpu(lambda: [bert.decode(i) for i in line_ids])[1]
     counts = Counter(w for line in lines for w, _, _ in basic_tokenize(line))
     out["train_wordpiece 30k"] = cpu(lambda: train_wordpiece(
         counts, vocab_size=30000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))[1]

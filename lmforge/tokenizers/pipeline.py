@@ -60,8 +60,13 @@ def _per_char(text: str, align: list[int] | None, fn) -> tuple[str, list[int] | 
 
 
 class UnicodeNormalizer(Normalizer):
-    """NFC / NFD / NFKC / NFKD. The text is normalized as a whole (exact); the alignment is found by
-    normalizing runs that start at a combining-class-0 character, and is approximate where runs compose."""
+    """NFC / NFD / NFKC / NFKD. The text is normalized as a whole (exact); the alignment is HF's: each char of the
+    result is traced to the char it came from (``_traced_normalize``), falling back to runs that start at a
+    combining-class-0 character where that tracing does not rebuild Python's result.
+
+    >>> UnicodeNormalizer("NFKC")("\ufb01\u0301", None)  # ﬁ + acute: f from ﬁ, í from the acute's place
+    ('fí', [0, 1])
+    """
 
     def __init__(self, form: str):
         self.form = form
@@ -71,6 +76,16 @@ class UnicodeNormalizer(Normalizer):
         if new == text:
             return text, align
         src = align if align is not None else _identity(len(text))
+        traced = _traced_normalize(text, self.form)
+        if traced is not None and "".join(c for c, _ in traced) == new:
+            new_align, k, last = [], 0, len(src) - 1
+            for _, change in traced:
+                if change > 0:  # an inserted char: the place of the last char of the text used so far
+                    new_align.append(src[min(max(k - 1, 0), last)])
+                else:  # a char in place of the next 1 - change chars of the text: the first one's place
+                    new_align.append(src[min(k, last)])
+                    k += 1 - change
+            return new, new_align
         pieces, starts = [], []
         for i, c in enumerate(text):
             if i == 0 or unicodedata.combining(c) == 0:
@@ -87,6 +102,44 @@ class UnicodeNormalizer(Normalizer):
 
     def to_hf(self):
         return {"type": self.form}
+
+
+def _traced_normalize(text: str, form: str) -> list[tuple[str, int]] | None:
+    """``form`` applied step by step as Unicode defines it (decompose each char, order marks, compose), each
+    result char with HF's *change*: 0 for a char in place of one char of ``text``, +1 for an extra char of a
+    decomposition, -n for a char that absorbed n more. None where the steps do not compose (a safety net).
+
+    >>> _traced_normalize("\ufb01\u0301", "NFKC")
+    [('f', 0), ('í', 0)]
+    """
+    combining = unicodedata.combining
+    items = [[ch, 1 if k else 0] for c in text
+             for k, ch in enumerate(unicodedata.normalize("NFKD" if form in ("NFKC", "NFKD") else "NFD", c))]
+    i = 0
+    while i < len(items):  # canonical ordering: each run of marks stably sorted by combining class
+        j = i
+        while j < len(items) and combining(items[j][0]):
+            j += 1
+        if j > i + 1:
+            items[i:j] = sorted(items[i:j], key=lambda item: combining(item[0]))
+        i = j + 1 if j == i else j
+    if form in ("NFD", "NFKD"):
+        return [(c, n) for c, n in items]
+    out: list[list] = []
+    starter, last = None, None  # index in out of the last starter; combining class of the last char after it
+    for ch, change in items:
+        ccc = combining(ch)
+        if starter is not None and (last is None or last < ccc):  # not blocked from the starter
+            both = unicodedata.normalize("NFC", out[starter][0] + ch)
+            if len(both) == 1:
+                out[starter] = [both, out[starter][1] + change - 1]
+                continue
+        if ccc == 0:
+            starter, last = len(out), None
+        else:
+            last = ccc
+        out.append([ch, change])
+    return [(c, n) for c, n in out]
 
 
 class Lowercase(Normalizer):

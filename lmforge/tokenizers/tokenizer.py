@@ -25,7 +25,7 @@ from lmforge.errors import ConfigError, InputError
 from lmforge.tokenizers import formats, hf_json
 from lmforge.tokenizers.bpe import GPT2_PATTERN
 from lmforge.tokenizers.decoders import Decoder, NoDecoder, decoder_from_hf
-from lmforge.tokenizers.model import Model, Token
+from lmforge.tokenizers.model import Model
 from lmforge.tokenizers.pipeline import (
     AddedToken,
     AddedTokenMatcher,
@@ -108,7 +108,7 @@ class Tokenizer:
             self._roles["unk"] = self._token_to_id[unk]
         self._model_decoder = model.default_decoder() or NoDecoder()  # when the file names no decoder
         self._cache = _PieceCache(model.encode)  # piece → ids
-        self._spans: dict[str, list[Token]] = {}  # piece → tokens with spans (offsets only)
+        self._spans: dict[str, tuple[tuple[int, int, int], ...]] = {}  # piece → (id, start, end)s (offsets)
 
     @property
     def kind(self) -> str:
@@ -360,12 +360,16 @@ class Tokenizer:
                         ts, te = s + ps + ts, s + ps + te
                     offsets.append(_span(align, ts, te, base, len(seg)))
 
-    def _tokens(self, piece: str) -> list[Token]:
-        """The model's tokens of one piece with their spans, memoised like the ids."""
+    def _tokens(self, piece: str) -> tuple[tuple[int, int, int], ...]:
+        """The model's tokens of one piece as plain ``(id, start, end)`` tuples, memoised like the ids. Plain
+        tuples of ints, not the model's ``Token`` list: the garbage collector stops tracking those, where every
+        memoised list and ``Token`` stays tracked and makes each full collection walk them all (that cost the
+        offsets path ~20% in a process that holds other large objects)."""
         tokens = self._spans.get(piece)
         if tokens is None:
             ids = self._cache.get(piece)  # .get: a miss does not encode
-            tokens = self.model.tokenize(piece) if ids is None else self.model.tokenize_ids(piece, ids)
+            tokens = tuple(map(tuple, self.model.tokenize(piece) if ids is None else
+                               self.model.tokenize_ids(piece, ids)))
             if len(piece) <= _CACHE_MAX_PIECE:
                 if len(self._spans) >= _CACHE_LIMIT:
                     self._spans.clear()

@@ -25,12 +25,13 @@ from lmforge.errors import ConfigError, InputError
 from lmforge.tokenizers.bert_normalizer import (  # noqa: F401 - re-exported: the public spelling of these names
     basic_tokenize,
     basic_tokenize_aligned,
+    basic_words,
     is_bert_punctuation,
     is_cjk_ideograph,
+    normalised_words,
 )
 from lmforge.tokenizers.decoders import WordPieceDecoder, decode_wordpiece  # noqa: F401 - decode_wordpiece re-exported
 from lmforge.tokenizers.model import BaseModel, Token, tokens_of
-from lmforge.tokenizers.pipeline import BertNormalizer, BertPreTokenizer
 
 
 class WordPieceModel(BaseModel):
@@ -207,9 +208,9 @@ class WordPieceModel(BaseModel):
 
 
 class WordPiece(WordPieceModel):
-    """BERT's whole pipeline over one vocabulary, for text in one call: ``tokenize`` / ``encode`` run the
-    ``BertPreTokenizer`` stage (with its ``BertNormalizer``), then this model on each word — the same stages a
-    ``Tokenizer`` runs, without special tokens.
+    """BERT's whole pipeline over one vocabulary, for text in one call: ``tokenize`` / ``encode`` run BERT's
+    normaliser + pre-tokenizer (``bert_normalizer``'s functions, which the ``BertPreTokenizer`` stage runs), then
+    this model on each word — the same stages a ``Tokenizer`` runs, without special tokens.
 
     Not a ``Model`` itself (its ``tokenize`` / ``encode`` take text, not one word): a ``Tokenizer`` holds the
     ``WordPieceModel`` and the stages.
@@ -220,20 +221,6 @@ class WordPiece(WordPieceModel):
     >>> wp.tokenize_word("xyz")
     [('[UNK]', 0, 3)]
     """
-
-    def __init__(self, vocab: Mapping[str, int], unk_token: str = "[UNK]", continuing_subword_prefix: str = "##",
-                 max_input_chars_per_word: int = 100) -> None:
-        super().__init__(vocab, unk_token, continuing_subword_prefix, max_input_chars_per_word)
-        self._stages: dict[tuple, BertPreTokenizer] = {}  # normaliser options → the stage
-
-    def _stage(self, lowercase, strip_accents, tokenize_chinese_chars, clean_text) -> BertPreTokenizer:
-        key = (lowercase, strip_accents, tokenize_chinese_chars, clean_text)
-        stage = self._stages.get(key)
-        if stage is None:
-            stage = self._stages[key] = BertPreTokenizer(BertNormalizer(clean_text=clean_text,
-                                                                  handle_chinese_chars=tokenize_chinese_chars,
-                                                                  strip_accents=strip_accents, lowercase=lowercase))
-        return stage
 
     def tokenize(
         self,
@@ -253,8 +240,8 @@ class WordPiece(WordPieceModel):
         """
         out: list[tuple[str, int, int]] = []
         cache = self._cache
-        stage = self._stage(lowercase, strip_accents, tokenize_chinese_chars, clean_text)
-        for word, first, pos in stage.words(text):
+        # the BertPreTokenizer stage's words, called directly: per-line calls make each extra layer count
+        for word, first, pos in normalised_words(text, lowercase, strip_accents, tokenize_chinese_chars, clean_text):
             pieces = cache.get(word) or self.tokenize_word(word)
             if pos is None:
                 # The word's chars are the original chars one to one, so offsets just shift.
@@ -282,7 +269,9 @@ class WordPiece(WordPieceModel):
         """
         ids: list[int] = []
         cache, word_ids = self._ids_cache, self._word_ids
-        for word in self._stage(lowercase, strip_accents, tokenize_chinese_chars, clean_text).split_strings(text):
+        # the BertPreTokenizer stage's split, called directly: per-line calls make each extra layer count
+        for word in basic_words(text, lowercase=lowercase, strip_accents=strip_accents,
+                                tokenize_chinese_chars=tokenize_chinese_chars, clean_text=clean_text):
             cached = cache.get(word)
             ids.extend(cached if cached is not None else word_ids(word))
         return ids

@@ -4,6 +4,7 @@ lmforge with identical ids and offsets, and files lmforge writes load in it with
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import pytest
 from hypothesis import given, settings
@@ -341,3 +342,33 @@ def test_added_token_flags_match_hf(ours_trained, specs, normalizer, text):
     ref = hf.encode(text)
     assert ours.encode(text) == ref.ids
     assert ours.encode_batch([text], return_offsets=True)["offsets"][0] == [tuple(o) for o in ref.offsets]
+
+
+# chars assigned by Unicode 3.2 (HF's normalization tables are older than Python's; these normalize alike), weighted
+# toward what the normalization forms move: combining marks, decomposable chars, Hangul jamo
+_STABLE = [chr(c) for c in range(1, 0x30000)
+           if not 0xD800 <= c < 0xE000 and unicodedata.ucd_3_2_0.category(chr(c)) != "Cn"]
+_MARKS = [c for c in _STABLE if unicodedata.combining(c)]
+_DECOMPOSABLE = [c for c in _STABLE if unicodedata.decomposition(c)]
+_JAMO = [chr(c) for c in [*range(0x1100, 0x1113), *range(0x1161, 0x1176), *range(0x11A8, 0x11C3), 0xAC00, 0xAC01]]
+NORMALIZATION_TEXT = st.lists(st.one_of(st.sampled_from(_STABLE), st.sampled_from(_MARKS),
+                                        st.sampled_from(_DECOMPOSABLE), st.sampled_from(_JAMO),
+                                        st.sampled_from("aeoAE ")), min_size=1, max_size=8).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["NFC", "NFD", "NFKC", "NFKD"]), NORMALIZATION_TEXT)
+def test_unicode_normalizer_alignment_matches_hf(form, text):
+    """Which char of the text each normalized char came from, as HF traces it (a one-char-per-token split
+    shows HF's alignment as offsets): ﬁ + acute (NFKC) is f from ﬁ and í from the acute, not both from ﬁ."""
+    from tokenizers import Regex
+
+    from lmforge.tokenizers.pipeline import UnicodeNormalizer
+
+    hf = HFTokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    hf.normalizer = getattr(normalizers, form)()
+    hf.pre_tokenizer = pre_tokenizers.Split(Regex("(?m)."), behavior="isolated")  # (?m): '.' matches newlines
+    new, align = UnicodeNormalizer(form)(text, None)
+    assert new == unicodedata.normalize(form, text)
+    align = list(range(len(new))) if align is None else align
+    assert [(a, a + 1) for a in align] == [tuple(o) for o in hf.encode(text).offsets], [hex(ord(c)) for c in text]
