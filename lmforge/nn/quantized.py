@@ -38,6 +38,7 @@ the tests hold the kernels and the converters to.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -296,14 +297,67 @@ def quantize_weight(weight: torch.Tensor, qtype: str, group: int | None = None) 
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Row tiles: the kernels' in-memory order (made at load, undone by state_dict: the portable layout stays on disk)
+
+TILE = 64  # rows of W per tile: the SIMD lanes of the kernels' inner loop (see lmforge.nn._quantized_numba)
+_TILED = ("q", "scale", "zero")  # the buffers kept tiled in memory (``meta`` and ``bias`` stay as they are)
+
+
+def tile_rows(a: torch.Tensor) -> torch.Tensor:
+    """``(N, C)`` → ``(ceil(N/T), C, T)``: tile ``t``, column ``c``, lane ``l`` is row ``t·T + l`` (rows past
+    ``N`` are zeros). ``tile_rows(torch.arange(6).reshape(3, 2))[0, :, :3]`` → ``[[0, 2, 4], [1, 3, 5]]``."""
+    n, c = a.shape
+    pad = -n % TILE
+    if pad:
+        a = torch.cat([a, a.new_zeros(pad, c)])
+    return a.reshape(-1, TILE, c).transpose(1, 2).contiguous()
+
+
+def untile_rows(t: torch.Tensor, n: int) -> torch.Tensor:
+    """Inverse of :func:`tile_rows`: ``(N/T, C, T)`` → the first ``n`` rows ``(n, C)``."""
+    return t.transpose(1, 2).reshape(-1, t.shape[1])[:n].contiguous()
+
+
+_portable_memo: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _portable(t: torch.Tensor, n: int) -> torch.Tensor:
+    """:func:`untile_rows`, the same result object for the same buffer while someone holds it (a tied embedding and
+    LM head share their buffers; one ``state_dict`` must show them shared, so a save stores them once)."""
+    key = (t.data_ptr(), t._version, tuple(t.shape), n)
+    out = _portable_memo.get(key)
+    if out is None:
+        out = untile_rows(t, n)
+        _portable_memo[key] = out
+    return out
+
+
+def _save_untiled(module: nn.Module, destination: dict, prefix: str, n: int) -> None:
+    """After ``nn.Module._save_to_state_dict``: the tiled buffers back in their portable ``(N, ·)`` order."""
+    for name in _TILED:
+        if prefix + name in destination:
+            destination[prefix + name] = _portable(destination[prefix + name], n)
+
+
+def _load_tiled(module: nn.Module, state_dict: dict, prefix: str) -> None:
+    """Before ``nn.Module._load_from_state_dict``: portable ``(N, ·)`` tensors into the tiled order."""
+    for name in _TILED:
+        value, own = state_dict.get(prefix + name), getattr(module, name, None)
+        if value is not None and own is not None and value.dim() == 2 and own.dim() == 3:
+            state_dict[prefix + name] = tile_rows(value)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Modules
 
 class QuantizedLinear(nn.Module):
     """A drop-in for ``nn.Linear(in_features, out_features, bias)`` whose weight stays quantized.
 
-    Buffers (they are what ``state_dict`` saves): ``q`` (int8 ``(N, K)`` or nibbles uint8 ``(N, K/2)``),
-    ``scale`` float32 ``(N, K/g)``, ``zero`` (4-bit formats) float32 ``(N, K/g)``, ``meta`` (K-quants: the GGUF
-    header bytes per block), ``bias``. ``x (..., K)`` → ``(..., N)``. Inference only (no gradients).
+    ``state_dict`` holds (portable): ``q`` (int8 ``(N, K)`` or nibbles uint8 ``(N, K/2)``), ``scale`` float32
+    ``(N, K/g)``, ``zero`` (4-bit formats) float32 ``(N, K/g)``, ``meta`` (K-quants: the GGUF header bytes per
+    block), ``bias``. In memory ``q``, ``scale`` and ``zero`` are row tiles (:func:`tile_rows`: ``(N/T, ·, T)``),
+    the kernels' order; :meth:`parts` gives them back in the portable order. ``x (..., K)`` → ``(..., N)``.
+    Inference only (no gradients).
     """
 
     def __init__(self, in_features: int, out_features: int, qtype: str, group: int | None = None,
@@ -313,10 +367,11 @@ class QuantizedLinear(nn.Module):
         self.group = check_format(qtype, in_features, group)
         fmt = FORMATS[qtype]
         n, k, groups = out_features, in_features, in_features // self.group
-        q_shape, q_dtype = ((n, k // 2), torch.uint8) if fmt.bits == 4 else ((n, k), torch.int8)
-        self.register_buffer("q", torch.zeros(q_shape, dtype=q_dtype))
-        self.register_buffer("scale", torch.zeros(n, groups))
-        self.register_buffer("zero", torch.zeros(n, groups) if fmt.bits == 4 else None)
+        tiles = -(-n // TILE)
+        q_cols, q_dtype = (k // 2, torch.uint8) if fmt.bits == 4 else (k, torch.int8)
+        self.register_buffer("q", torch.zeros(tiles, q_cols, TILE, dtype=q_dtype))
+        self.register_buffer("scale", torch.zeros(tiles, groups, TILE))
+        self.register_buffer("zero", torch.zeros(tiles, groups, TILE) if fmt.bits == 4 else None)
         self.register_buffer("meta", torch.zeros(n, k // fmt.block, fmt.meta_bytes, dtype=torch.uint8)
                              if fmt.meta_bytes else None)
         self.register_buffer("bias", torch.zeros(n) if bias else None)
@@ -329,15 +384,30 @@ class QuantizedLinear(nn.Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, qtype={self.qtype}, "
                 f"group={self.group}, bias={self.bias is not None}")
 
+    def _save_to_state_dict(self, destination, prefix, keep_vars):  # noqa: ANN001
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        _save_untiled(self, destination, prefix, self.out_features)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+        _load_tiled(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def parts(self) -> dict[str, torch.Tensor]:
+        """The buffers in the portable order (what ``state_dict`` saves): ``q``, ``scale``, ``zero``, ``meta``."""
+        return {name: (untile_rows(t, self.out_features) if name in _TILED else t)
+                for name in ("q", "scale", "zero", "meta") if (t := getattr(self, name)) is not None}
+
     def set_parts(self, parts: dict[str, torch.Tensor | np.ndarray]) -> QuantizedLinear:
-        """Fill the buffers from :func:`quantize_weight` / :func:`from_gguf_blocks` output (shapes checked)."""
+        """Fill the buffers from :func:`quantize_weight` / :func:`from_gguf_blocks` output (portable order; shapes
+        checked)."""
         for name, value in parts.items():
             value = torch.as_tensor(value)
             old = getattr(self, name)
-            if old is None or tuple(old.shape) != tuple(value.shape) or old.dtype != value.dtype:
+            want = None if old is None else ((self.out_features, old.shape[1]) if name in _TILED else tuple(old.shape))
+            if old is None or tuple(value.shape) != want or old.dtype != value.dtype:
                 raise FormatError(f"QuantizedLinear {self.qtype}: part {name!r} has shape {tuple(value.shape)} "
-                                  f"{value.dtype}, expected {None if old is None else (tuple(old.shape), old.dtype)}")
-            setattr(self, name, value.contiguous())
+                                  f"{value.dtype}, expected {None if old is None else (want, old.dtype)}")
+            setattr(self, name, tile_rows(value) if name in _TILED else value.contiguous())
         return self
 
     @classmethod
@@ -359,9 +429,7 @@ class QuantizedLinear(nn.Module):
 
     def gguf_blocks(self) -> np.ndarray:
         """The exact GGUF bytes ``(out, row_bytes)`` of a GGUF-format layer."""
-        parts = {name: getattr(self, name).numpy() for name in ("q", "scale", "zero", "meta")
-                 if getattr(self, name) is not None}
-        return to_gguf_blocks(parts, self.qtype)
+        return to_gguf_blocks({name: t.numpy() for name, t in self.parts().items()}, self.qtype)
 
     def dequantize(self) -> torch.Tensor:
         """The float32 weight ``(out, in)``."""
@@ -370,8 +438,10 @@ class QuantizedLinear(nn.Module):
         _follow_torch_threads()
         q, scale = self.q.numpy(), self.scale.numpy()
         if self.bits == 4:
-            return torch.from_numpy(kernels.dequantize_int4(q, scale, self.zero.numpy(), self.group))
-        return torch.from_numpy(kernels.dequantize_int8(q, scale, self.group))
+            w = kernels.dequantize_int4(q, scale, self.zero.numpy(), self.group)
+        else:
+            w = kernels.dequantize_int8(q, scale, self.group)
+        return torch.from_numpy(w)[:self.out_features]
 
     @property
     def weight(self) -> torch.Tensor:
@@ -404,7 +474,7 @@ def packed_matmul(x: torch.Tensor, layer: QuantizedLinear) -> torch.Tensor:
         out = kernels.matmul_int4(xs, layer.q.numpy(), layer.scale.numpy(), layer.zero.numpy(), layer.group)
     else:
         out = kernels.matmul_int8(xs, layer.q.numpy(), layer.scale.numpy(), layer.group)
-    return torch.from_numpy(out)
+    return torch.from_numpy(out)[:, :layer.out_features]
 
 
 def _follow_torch_threads() -> None:
@@ -430,11 +500,12 @@ def use_torch_bf16_int4(model: nn.Module) -> int:
         if not isinstance(layer, QuantizedLinear) or layer.bits != 4:
             continue
         n, n_pad = layer.out_features, -(-layer.out_features // 16) * 16
-        values = torch.from_numpy(_unpack_nibbles(layer.q.numpy())).int()  # (N, K) 0..15
+        parts = layer.parts()
+        values = torch.from_numpy(_unpack_nibbles(parts["q"].numpy())).int()  # (N, K) 0..15
         values = F.pad(values, (0, 0, 0, n_pad - n))
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(values, 1)
-        scale = F.pad(layer.scale, (0, 0, 0, n_pad - n))
-        zero = F.pad(layer.zero + 8 * layer.scale, (0, 0, 0, n_pad - n))
+        scale = F.pad(parts["scale"], (0, 0, 0, n_pad - n))
+        zero = F.pad(parts["zero"] + 8 * parts["scale"], (0, 0, 0, n_pad - n))
         scale_zeros = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous().bfloat16()  # (K/g, N, 2)
         layer.torch_int4 = (packed, scale_zeros)
         switched += 1
@@ -453,13 +524,22 @@ class QuantizedEmbedding(nn.Module):
         self.num_embeddings, self.embedding_dim, self.qtype = num_embeddings, embedding_dim, qtype
         self.group = check_format(qtype, embedding_dim)
         fmt = FORMATS[qtype]
-        self.register_buffer("q", torch.zeros(num_embeddings, embedding_dim, dtype=torch.int8))
-        self.register_buffer("scale", torch.zeros(num_embeddings, embedding_dim // self.group))
+        tiles = -(-num_embeddings // TILE)  # row tiles, as QuantizedLinear's (a tied LM head shares them)
+        self.register_buffer("q", torch.zeros(tiles, embedding_dim, TILE, dtype=torch.int8))
+        self.register_buffer("scale", torch.zeros(tiles, embedding_dim // self.group, TILE))
         self.register_buffer("meta", torch.zeros(num_embeddings, embedding_dim // fmt.block, fmt.meta_bytes,
                                                  dtype=torch.uint8) if fmt.meta_bytes else None)
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, qtype={self.qtype}"
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):  # noqa: ANN001
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        _save_untiled(self, destination, prefix, self.num_embeddings)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+        _load_tiled(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @classmethod
     def from_linear(cls, layer: QuantizedLinear) -> QuantizedEmbedding:
@@ -477,11 +557,13 @@ class QuantizedEmbedding(nn.Module):
     @property
     def weight(self) -> torch.Tensor:
         """The dequantized float32 table ``(V, C)`` (materialises it)."""
-        return dequantize_reference(self.q, self.scale, None, 8)
+        n = self.num_embeddings
+        return dequantize_reference(untile_rows(self.q, n), untile_rows(self.scale, n), None, 8)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        rows = self.q[ids].float()  # (..., C)
-        scale = self.scale[ids].repeat_interleave(self.group, dim=-1)  # (..., C)
+        tile, lane = ids // TILE, ids % TILE  # row ``id`` of the table sits in tile id // T, lane id % T
+        rows = self.q[tile, :, lane].float()  # (..., C)
+        scale = self.scale[tile, :, lane].repeat_interleave(self.group, dim=-1)  # (..., C)
         return rows * scale
 
 
