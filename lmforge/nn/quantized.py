@@ -468,22 +468,25 @@ def packed_matmul(x: torch.Tensor, layer: QuantizedLinear) -> torch.Tensor:
     """``x (M, K) float32 @ W.T`` with ``W`` still packed → ``(M, N)``; numba threads follow torch's."""
     from lmforge.nn import _quantized_numba as kernels
 
-    _follow_torch_threads()
+    serial = _follow_torch_threads() == 1  # one thread: run on the caller's, no pool to wake or wait for
     xs = x.contiguous().numpy()
     if layer.bits == 4:
-        out = kernels.matmul_int4(xs, layer.q.numpy(), layer.scale.numpy(), layer.zero.numpy(), layer.group)
+        kernel = kernels.matmul_int4_serial if serial else kernels.matmul_int4
+        out = kernel(xs, layer.q.numpy(), layer.scale.numpy(), layer.zero.numpy(), layer.group)
     else:
-        out = kernels.matmul_int8(xs, layer.q.numpy(), layer.scale.numpy(), layer.group)
+        kernel = kernels.matmul_int8_serial if serial else kernels.matmul_int8
+        out = kernel(xs, layer.q.numpy(), layer.scale.numpy(), layer.group)
     return torch.from_numpy(out)[:, :layer.out_features]
 
 
-def _follow_torch_threads() -> None:
-    """numba's thread count (a per-thread setting) = torch's (``torch.set_num_threads``, ``--threads``)."""
+def _follow_torch_threads() -> int:
+    """numba's thread count (a per-thread setting) = torch's (``torch.set_num_threads``, ``--threads``); returns it."""
     import numba
 
     wanted = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     if numba.get_num_threads() != wanted:
         numba.set_num_threads(wanted)
+    return wanted
 
 
 def use_torch_bf16_int4(model: nn.Module) -> int:

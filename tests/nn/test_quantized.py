@@ -114,8 +114,18 @@ def test_quantized_embedding_and_tied_head_share_bytes() -> None:
 
 @pytest.mark.parametrize("qtype,n_out,k", [("int4", 130, 256), ("int8", 130, 333), ("q8_0", 200, 96),
                                            ("q4_1", 64, 64), ("int4", 1, 64)])
-def test_row_tiles_past_one_tile_and_odd_rows(qtype: str, n_out: int, k: int) -> None:
+@pytest.mark.parametrize("threads", [1, 2])  # the serial kernels (one thread) and the prange ones
+def test_row_tiles_past_one_tile_and_odd_rows(qtype: str, n_out: int, k: int, threads: int) -> None:
     """Several row tiles with a partial last one (130 = 2·64 + 2), an odd row length (int8 per row), one row."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        check_tiles(qtype, n_out, k)
+    finally:
+        torch.set_num_threads(before)
+
+
+def check_tiles(qtype: str, n_out: int, k: int) -> None:
     gen = torch.Generator().manual_seed(1)
     w = torch.randn(n_out, k, generator=gen) * torch.logspace(-4, 3, n_out)[:, None]  # extreme row scales
     layer = QuantizedLinear.from_float(w, qtype, 32 if qtype == "int4" else None)
