@@ -68,25 +68,24 @@ def _int4_tile(out: np.ndarray, x_even: np.ndarray, x_odd: np.ndarray, x_sum: np
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def matmul_int4(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.ndarray, group: int) -> np.ndarray:
-    """``x (M, K)`` → ``(M, N/T·T)`` for ``w = q * scale + zero`` (tiled nibbles ``q (N/T, K/2, T)``)."""
+def matmul_int4(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.ndarray, group: int,
+                out: np.ndarray) -> None:
+    """``x (M, K)`` → ``out (M, N/T·T)`` for ``w = q * scale + zero`` (tiled nibbles ``q (N/T, K/2, T)``).
+    ``out`` comes from the caller (a torch tensor's memory: no array to hand over afterwards)."""
     x_even, x_odd, x_sum = _int4_columns(x, group)
-    n_tiles, _, tile = q.shape
-    out = np.empty((x.shape[0], n_tiles * tile), dtype=np.float32)
-    for t in prange(n_tiles):
+    tile = q.shape[2]
+    for t in prange(q.shape[0]):
         _int4_tile(out, x_even, x_odd, x_sum, q[t], scale[t], zero[t], group // 2, t * tile)
-    return out
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def matmul_int4_serial(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.ndarray, group: int) -> np.ndarray:
+def matmul_int4_serial(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.ndarray, group: int,
+                       out: np.ndarray) -> None:
     """:func:`matmul_int4` on the calling thread alone (one thread: no pool to wake, no barrier to wait at)."""
     x_even, x_odd, x_sum = _int4_columns(x, group)
-    n_tiles, _, tile = q.shape
-    out = np.empty((x.shape[0], n_tiles * tile), dtype=np.float32)
-    for t in range(n_tiles):
+    tile = q.shape[2]
+    for t in range(q.shape[0]):
         _int4_tile(out, x_even, x_odd, x_sum, q[t], scale[t], zero[t], group // 2, t * tile)
-    return out
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -117,23 +116,19 @@ def _int8_tile(out: np.ndarray, x: np.ndarray, qt: np.ndarray, st: np.ndarray, g
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def matmul_int8(x: np.ndarray, q: np.ndarray, scale: np.ndarray, group: int) -> np.ndarray:
-    """``x (M, K)`` → ``(M, N/T·T)`` for ``w = q * scale`` (tiled ``q (N/T, K, T)``, groups of ``group``)."""
-    n_tiles, _, tile = q.shape
-    out = np.empty((x.shape[0], n_tiles * tile), dtype=np.float32)
-    for t in prange(n_tiles):
+def matmul_int8(x: np.ndarray, q: np.ndarray, scale: np.ndarray, group: int, out: np.ndarray) -> None:
+    """``x (M, K)`` → ``out (M, N/T·T)`` for ``w = q * scale`` (tiled ``q (N/T, K, T)``, groups of ``group``)."""
+    tile = q.shape[2]
+    for t in prange(q.shape[0]):
         _int8_tile(out, x, q[t], scale[t], group, t * tile)
-    return out
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def matmul_int8_serial(x: np.ndarray, q: np.ndarray, scale: np.ndarray, group: int) -> np.ndarray:
+def matmul_int8_serial(x: np.ndarray, q: np.ndarray, scale: np.ndarray, group: int, out: np.ndarray) -> None:
     """:func:`matmul_int8` on the calling thread alone."""
-    n_tiles, _, tile = q.shape
-    out = np.empty((x.shape[0], n_tiles * tile), dtype=np.float32)
-    for t in range(n_tiles):
+    tile = q.shape[2]
+    for t in range(q.shape[0]):
         _int8_tile(out, x, q[t], scale[t], group, t * tile)
-    return out
 
 
 @njit(parallel=True, cache=True)  # no fastmath: q·scale + zero rounded as the reference does (no fused multiply-add)

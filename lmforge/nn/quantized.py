@@ -448,9 +448,22 @@ class QuantizedLinear(nn.Module):
         """The dequantized float32 weight, for code that reads ``linear.weight`` (materialises it: slow)."""
         return self.dequantize()
 
+    def numpy_buffers(self) -> tuple[np.ndarray, ...]:
+        """``q, scale[, zero]`` as numpy arrays over the buffers' memory, made again only when a buffer is replaced
+        (a decode step calls ~120 layers; ``.numpy()`` and numba's typing of fresh arrays cost microseconds)."""
+        buffers = self._buffers
+        q, scale, zero = buffers["q"], buffers["scale"], buffers["zero"]
+        views = self.__dict__.get("_views")
+        if views is None or views[0] is not q or views[1] is not scale or views[2] is not zero:
+            arrays = (q.numpy(), scale.numpy()) + (() if zero is None else (zero.numpy(),))
+            views = self.__dict__["_views"] = (q, scale, zero, arrays)
+        return views[3]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        x2 = x.detach().reshape(-1, self.in_features).float()  # (M, K)
+        x2 = x.detach().reshape(-1, self.in_features)  # (M, K)
+        if x2.dtype != torch.float32:
+            x2 = x2.float()
         if x2.shape[0] > DECODE_MAX_ROWS:
             y = F.linear(x2, self.dequantize())
         elif getattr(self, "torch_int4", None) is not None:
@@ -461,22 +474,23 @@ class QuantizedLinear(nn.Module):
             y = packed_matmul(x2, self)
         if self.bias is not None:
             y = y + self.bias
-        return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+        y = y.reshape(*shape[:-1], self.out_features)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
 def packed_matmul(x: torch.Tensor, layer: QuantizedLinear) -> torch.Tensor:
     """``x (M, K) float32 @ W.T`` with ``W`` still packed → ``(M, N)``; numba threads follow torch's."""
     from lmforge.nn import _quantized_numba as kernels
 
-    serial = _follow_torch_threads() == 1  # one thread: run on the caller's, no pool to wake or wait for
-    xs = x.contiguous().numpy()
+    serial = _follow_torch_threads() == 1  # one thread: run on the caller's, no pool to wake or barrier to wait at
+    arrays = layer.numpy_buffers()
+    out = torch.empty(x.shape[0], arrays[0].shape[0] * TILE)  # (M, N rounded up to whole tiles)
     if layer.bits == 4:
         kernel = kernels.matmul_int4_serial if serial else kernels.matmul_int4
-        out = kernel(xs, layer.q.numpy(), layer.scale.numpy(), layer.zero.numpy(), layer.group)
     else:
         kernel = kernels.matmul_int8_serial if serial else kernels.matmul_int8
-        out = kernel(xs, layer.q.numpy(), layer.scale.numpy(), layer.group)
-    return torch.from_numpy(out)[:, :layer.out_features]
+    kernel(x.contiguous().numpy(), *arrays, layer.group, out.numpy())
+    return out if out.shape[1] == layer.out_features else out[:, :layer.out_features]
 
 
 def _follow_torch_threads() -> int:
