@@ -21,10 +21,12 @@ qtype      on disk (llama.cpp / lmforge)           group       in memory → ker
 =========  ======================================  ==========  ===============================================
 
 So there are two kernels: 4-bit ``w = q·scale + zero`` and 8-bit ``w = q·scale`` (numba, in
-:mod:`lmforge.nn._quantized_numba`), both exact in float32 for every format above. The in-memory layout is also
-the portable one saved in an lmforge folder (plain nibbles: byte ``j`` of a row holds weights ``2j`` in the low
-and ``2j+1`` in the high nibble), never torch's CPU-specific int4 packing; :func:`to_gguf_blocks` rebuilds the
-exact GGUF bytes. Why numba and not ``torch.ops.aten._weight_int4pack_mm_for_cpu`` / ``_weight_int8pack_mm``:
+:mod:`lmforge.nn._quantized_numba`), both exact in float32 for every format above. What ``state_dict`` saves is the
+portable layout (plain nibbles: byte ``j`` of a row holds weights ``2j`` in the low and ``2j+1`` in the high
+nibble; int8; float32 scales), never torch's CPU-specific int4 packing; :func:`to_gguf_blocks` rebuilds the exact
+GGUF bytes. In memory the same bytes sit in row tiles of :data:`TILE` rows (:func:`tile_rows`), the order the
+kernels vectorize over; ``state_dict`` / ``load_state_dict`` / :meth:`QuantizedLinear.parts` convert.
+Why numba and not ``torch.ops.aten._weight_int4pack_mm_for_cpu`` / ``_weight_int8pack_mm``:
 on these CPUs their float32 paths are several times slower than a plain float32 matmul (only bfloat16 is fast,
 and bfloat16 activations move logits by ~1e-2, far from fp32) — see ``docs/quantization.md``;
 :func:`use_torch_bf16_int4` opts a model's 4-bit layers into torch's fast bfloat16 op anyway.
