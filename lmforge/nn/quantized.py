@@ -320,25 +320,29 @@ def untile_rows(t: torch.Tensor, n: int) -> torch.Tensor:
     return t.transpose(1, 2).reshape(-1, t.shape[1])[:n].contiguous()
 
 
-_portable_memo: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_portable_memo: dict[int, tuple] = {}  # id(buffer) → (ref to it, its version and rows, ref to the portable copy)
 
 
 def _portable(t: torch.Tensor, n: int) -> torch.Tensor:
     """:func:`untile_rows`, the same result object for the same buffer while someone holds it (a tied embedding and
-    LM head share their buffers; one ``state_dict`` must show them shared, so a save stores them once)."""
-    key = (t.data_ptr(), t._version, tuple(t.shape), n)
-    out = _portable_memo.get(key)
-    if out is None:
-        out = untile_rows(t, n)
-        _portable_memo[key] = out
+    LM head share their buffers; one ``state_dict`` must show them shared, so a save stores them once). Nothing
+    is kept alive: the copy lives as long as the caller's state dict does."""
+    hit = _portable_memo.get(id(t))
+    if hit is not None and hit[0]() is t and hit[1] == (t._version, n) and (out := hit[2]()) is not None:
+        return out
+    out = untile_rows(t, n)
+    if len(_portable_memo) > 1024:  # forget buffers that are gone
+        for key in [k for k, v in _portable_memo.items() if v[0]() is None or v[2]() is None]:
+            del _portable_memo[key]
+    _portable_memo[id(t)] = (weakref.ref(t), (t._version, n), weakref.ref(out))
     return out
 
 
 def _save_untiled(module: nn.Module, destination: dict, prefix: str, n: int) -> None:
     """After ``nn.Module._save_to_state_dict``: the tiled buffers back in their portable ``(N, ·)`` order."""
     for name in _TILED:
-        if prefix + name in destination:
-            destination[prefix + name] = _portable(destination[prefix + name], n)
+        if prefix + name in destination:  # the buffer itself (shared by tied modules), not the detached alias
+            destination[prefix + name] = _portable(module._buffers[name], n)
 
 
 def _load_tiled(module: nn.Module, state_dict: dict, prefix: str) -> None:

@@ -149,6 +149,18 @@ def test_state_dict_round_trip_is_byte_identical() -> None:
     torch.testing.assert_close(layer.state_dict()["q"], layer.parts()["q"], rtol=0, atol=0)
 
 
+def test_state_dicts_of_successive_layers_are_their_own() -> None:
+    """A freed layer's buffer memory may be reused by the next layer's: its state_dict must not return the old copy."""
+    kept = []
+    for seed in range(20):
+        w = torch.randn(64, 64, generator=torch.Generator().manual_seed(seed))
+        layer = QuantizedLinear.from_float(w, "int4", 32)
+        state = layer.state_dict()
+        assert torch.equal(state["q"], layer.parts()["q"]) and torch.equal(state["scale"], layer.parts()["scale"])
+        kept.append(state)  # the portable copies stay alive after their layer is gone
+        del layer
+
+
 def test_bad_formats_and_groups_are_clear_errors() -> None:
     with pytest.raises(ConfigError, match="not a whole number of groups of 128"):
         QuantizedLinear.from_float(torch.randn(4, 200), "int4", 128)
