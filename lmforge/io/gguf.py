@@ -697,7 +697,7 @@ def quantized_gpt_from_gguf(gf: Any, config_kwargs: dict[str, Any], dtype: torch
             raw = np.concatenate([_rows(n, t, config_kwargs) for n, t in zip(names, tensors, strict=True)])
             layer = QuantizedLinear.from_gguf(np.ascontiguousarray(raw), qtype, in_features=config.n_embd
                                               if ours == "wte.weight" else target.in_features)
-            if tuple(layer.q.shape[:1]) != (target.weight.shape[0],):
+            if layer.out_features != target.weight.shape[0]:
                 raise FormatError(f"{gf.path}: {names[0]} has {layer.out_features} rows, expected "
                                   f"{target.weight.shape[0]} for {ours}")
             if ours == "wte.weight":

@@ -59,7 +59,13 @@ def gguf_architecture(config: Any) -> str:
 
 def _tokenizer_fields(tokenizer: Any) -> dict[str, Any]:
     """tokens, token types, merges and the pre-tokenizer name of a byte-level BPE tokenizer."""
-    from lmforge.io.gguf import PRE_TOKENIZERS, TOKEN_TYPE_CONTROL, TOKEN_TYPE_NORMAL, TOKEN_TYPE_USER_DEFINED
+    from lmforge.io.gguf import (
+        _GPT2_SPLIT,
+        PRE_TOKENIZERS,
+        TOKEN_TYPE_CONTROL,
+        TOKEN_TYPE_NORMAL,
+        TOKEN_TYPE_USER_DEFINED,
+    )
 
     hf = tokenizer.to_hf_json()
     model = hf.get("model") or {}
@@ -79,7 +85,9 @@ def _tokenizer_fields(tokenizer: Any) -> dict[str, Any]:
         types[added["id"]] = TOKEN_TYPE_CONTROL if added.get("special") else TOKEN_TYPE_USER_DEFINED
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
     pre_json = json.dumps(hf.get("pre_tokenizer"))
-    pre = "gpt2"
+    if '"use_regex": true' in pre_json:  # a ByteLevel step that splits with GPT-2's pattern without spelling it out
+        pre_json += json.dumps(_GPT2_SPLIT)
+    pre = "gpt-2"  # llama.cpp's name for it ("gpt2" is refused: unknown pre-tokenizer type)
     for name, (pattern, digits) in PRE_TOKENIZERS.items():
         if json.dumps(pattern)[1:-1] in pre_json and digits == ('"Digits"' in pre_json):
             pre = name

@@ -21,10 +21,12 @@ qtype      on disk (llama.cpp / lmforge)           group       in memory → ker
 =========  ======================================  ==========  ===============================================
 
 So there are two kernels: 4-bit ``w = q·scale + zero`` and 8-bit ``w = q·scale`` (numba, in
-:mod:`lmforge.nn._quantized_numba`), both exact in float32 for every format above. The in-memory layout is also
-the portable one saved in an lmforge folder (plain nibbles: byte ``j`` of a row holds weights ``2j`` in the low
-and ``2j+1`` in the high nibble), never torch's CPU-specific int4 packing; :func:`to_gguf_blocks` rebuilds the
-exact GGUF bytes. Why numba and not ``torch.ops.aten._weight_int4pack_mm_for_cpu`` / ``_weight_int8pack_mm``:
+:mod:`lmforge.nn._quantized_numba`), both exact in float32 for every format above. What ``state_dict`` saves is the
+portable layout (plain nibbles: byte ``j`` of a row holds weights ``2j`` in the low and ``2j+1`` in the high
+nibble; int8; float32 scales), never torch's CPU-specific int4 packing; :func:`to_gguf_blocks` rebuilds the exact
+GGUF bytes. In memory the same bytes sit in row tiles of :data:`TILE` rows (:func:`tile_rows`), the order the
+kernels vectorize over; ``state_dict`` / ``load_state_dict`` / :meth:`QuantizedLinear.parts` convert.
+Why numba and not ``torch.ops.aten._weight_int4pack_mm_for_cpu`` / ``_weight_int8pack_mm``:
 on these CPUs their float32 paths are several times slower than a plain float32 matmul (only bfloat16 is fast,
 and bfloat16 activations move logits by ~1e-2, far from fp32) — see ``docs/quantization.md``;
 :func:`use_torch_bf16_int4` opts a model's 4-bit layers into torch's fast bfloat16 op anyway.
@@ -38,6 +40,7 @@ the tests hold the kernels and the converters to.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -296,14 +299,71 @@ def quantize_weight(weight: torch.Tensor, qtype: str, group: int | None = None) 
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Row tiles: the kernels' in-memory order (made at load, undone by state_dict: the portable layout stays on disk)
+
+TILE = 64  # rows of W per tile: the SIMD lanes of the kernels' inner loop (see lmforge.nn._quantized_numba)
+_TILED = ("q", "scale", "zero")  # the buffers kept tiled in memory (``meta`` and ``bias`` stay as they are)
+
+
+def tile_rows(a: torch.Tensor) -> torch.Tensor:
+    """``(N, C)`` → ``(ceil(N/T), C, T)``: tile ``t``, column ``c``, lane ``l`` is row ``t·T + l`` (rows past
+    ``N`` are zeros). ``tile_rows(torch.arange(6).reshape(3, 2))[0, :, :3]`` → ``[[0, 2, 4], [1, 3, 5]]``."""
+    n, c = a.shape
+    pad = -n % TILE
+    if pad:
+        a = torch.cat([a, a.new_zeros(pad, c)])
+    return a.reshape(-1, TILE, c).transpose(1, 2).contiguous()
+
+
+def untile_rows(t: torch.Tensor, n: int) -> torch.Tensor:
+    """Inverse of :func:`tile_rows`: ``(N/T, C, T)`` → the first ``n`` rows ``(n, C)``."""
+    return t.transpose(1, 2).reshape(-1, t.shape[1])[:n].contiguous()
+
+
+_portable_memo: dict[int, tuple] = {}  # id(buffer) → (ref to it, its version and rows, ref to the portable copy)
+
+
+def _portable(t: torch.Tensor, n: int) -> torch.Tensor:
+    """:func:`untile_rows`, the same result object for the same buffer while someone holds it (a tied embedding and
+    LM head share their buffers; one ``state_dict`` must show them shared, so a save stores them once). Nothing
+    is kept alive: the copy lives as long as the caller's state dict does."""
+    hit = _portable_memo.get(id(t))
+    if hit is not None and hit[0]() is t and hit[1] == (t._version, n) and (out := hit[2]()) is not None:
+        return out
+    out = untile_rows(t, n)
+    if len(_portable_memo) > 1024:  # forget buffers that are gone
+        for key in [k for k, v in _portable_memo.items() if v[0]() is None or v[2]() is None]:
+            del _portable_memo[key]
+    _portable_memo[id(t)] = (weakref.ref(t), (t._version, n), weakref.ref(out))
+    return out
+
+
+def _save_untiled(module: nn.Module, destination: dict, prefix: str, n: int) -> None:
+    """After ``nn.Module._save_to_state_dict``: the tiled buffers back in their portable ``(N, ·)`` order."""
+    for name in _TILED:
+        if prefix + name in destination:  # the buffer itself (shared by tied modules), not the detached alias
+            destination[prefix + name] = _portable(module._buffers[name], n)
+
+
+def _load_tiled(module: nn.Module, state_dict: dict, prefix: str) -> None:
+    """Before ``nn.Module._load_from_state_dict``: portable ``(N, ·)`` tensors into the tiled order."""
+    for name in _TILED:
+        value, own = state_dict.get(prefix + name), getattr(module, name, None)
+        if value is not None and own is not None and value.dim() == 2 and own.dim() == 3:
+            state_dict[prefix + name] = tile_rows(value)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Modules
 
 class QuantizedLinear(nn.Module):
     """A drop-in for ``nn.Linear(in_features, out_features, bias)`` whose weight stays quantized.
 
-    Buffers (they are what ``state_dict`` saves): ``q`` (int8 ``(N, K)`` or nibbles uint8 ``(N, K/2)``),
-    ``scale`` float32 ``(N, K/g)``, ``zero`` (4-bit formats) float32 ``(N, K/g)``, ``meta`` (K-quants: the GGUF
-    header bytes per block), ``bias``. ``x (..., K)`` → ``(..., N)``. Inference only (no gradients).
+    ``state_dict`` holds (portable): ``q`` (int8 ``(N, K)`` or nibbles uint8 ``(N, K/2)``), ``scale`` float32
+    ``(N, K/g)``, ``zero`` (4-bit formats) float32 ``(N, K/g)``, ``meta`` (K-quants: the GGUF header bytes per
+    block), ``bias``. In memory ``q``, ``scale`` and ``zero`` are row tiles (:func:`tile_rows`: ``(N/T, ·, T)``),
+    the kernels' order; :meth:`parts` gives them back in the portable order. ``x (..., K)`` → ``(..., N)``.
+    Inference only (no gradients).
     """
 
     def __init__(self, in_features: int, out_features: int, qtype: str, group: int | None = None,
@@ -313,10 +373,11 @@ class QuantizedLinear(nn.Module):
         self.group = check_format(qtype, in_features, group)
         fmt = FORMATS[qtype]
         n, k, groups = out_features, in_features, in_features // self.group
-        q_shape, q_dtype = ((n, k // 2), torch.uint8) if fmt.bits == 4 else ((n, k), torch.int8)
-        self.register_buffer("q", torch.zeros(q_shape, dtype=q_dtype))
-        self.register_buffer("scale", torch.zeros(n, groups))
-        self.register_buffer("zero", torch.zeros(n, groups) if fmt.bits == 4 else None)
+        tiles = -(-n // TILE)
+        q_cols, q_dtype = (k // 2, torch.uint8) if fmt.bits == 4 else (k, torch.int8)
+        self.register_buffer("q", torch.zeros(tiles, q_cols, TILE, dtype=q_dtype))
+        self.register_buffer("scale", torch.zeros(tiles, groups, TILE))
+        self.register_buffer("zero", torch.zeros(tiles, groups, TILE) if fmt.bits == 4 else None)
         self.register_buffer("meta", torch.zeros(n, k // fmt.block, fmt.meta_bytes, dtype=torch.uint8)
                              if fmt.meta_bytes else None)
         self.register_buffer("bias", torch.zeros(n) if bias else None)
@@ -329,15 +390,30 @@ class QuantizedLinear(nn.Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, qtype={self.qtype}, "
                 f"group={self.group}, bias={self.bias is not None}")
 
+    def _save_to_state_dict(self, destination, prefix, keep_vars):  # noqa: ANN001
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        _save_untiled(self, destination, prefix, self.out_features)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+        _load_tiled(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def parts(self) -> dict[str, torch.Tensor]:
+        """The buffers in the portable order (what ``state_dict`` saves): ``q``, ``scale``, ``zero``, ``meta``."""
+        return {name: (untile_rows(t, self.out_features) if name in _TILED else t)
+                for name in ("q", "scale", "zero", "meta") if (t := getattr(self, name)) is not None}
+
     def set_parts(self, parts: dict[str, torch.Tensor | np.ndarray]) -> QuantizedLinear:
-        """Fill the buffers from :func:`quantize_weight` / :func:`from_gguf_blocks` output (shapes checked)."""
+        """Fill the buffers from :func:`quantize_weight` / :func:`from_gguf_blocks` output (portable order; shapes
+        checked)."""
         for name, value in parts.items():
             value = torch.as_tensor(value)
             old = getattr(self, name)
-            if old is None or tuple(old.shape) != tuple(value.shape) or old.dtype != value.dtype:
+            want = None if old is None else ((self.out_features, old.shape[1]) if name in _TILED else tuple(old.shape))
+            if old is None or tuple(value.shape) != want or old.dtype != value.dtype:
                 raise FormatError(f"QuantizedLinear {self.qtype}: part {name!r} has shape {tuple(value.shape)} "
-                                  f"{value.dtype}, expected {None if old is None else (tuple(old.shape), old.dtype)}")
-            setattr(self, name, value.contiguous())
+                                  f"{value.dtype}, expected {None if old is None else (want, old.dtype)}")
+            setattr(self, name, tile_rows(value) if name in _TILED else value.contiguous())
         return self
 
     @classmethod
@@ -359,9 +435,7 @@ class QuantizedLinear(nn.Module):
 
     def gguf_blocks(self) -> np.ndarray:
         """The exact GGUF bytes ``(out, row_bytes)`` of a GGUF-format layer."""
-        parts = {name: getattr(self, name).numpy() for name in ("q", "scale", "zero", "meta")
-                 if getattr(self, name) is not None}
-        return to_gguf_blocks(parts, self.qtype)
+        return to_gguf_blocks({name: t.numpy() for name, t in self.parts().items()}, self.qtype)
 
     def dequantize(self) -> torch.Tensor:
         """The float32 weight ``(out, in)``."""
@@ -370,17 +444,32 @@ class QuantizedLinear(nn.Module):
         _follow_torch_threads()
         q, scale = self.q.numpy(), self.scale.numpy()
         if self.bits == 4:
-            return torch.from_numpy(kernels.dequantize_int4(q, scale, self.zero.numpy(), self.group))
-        return torch.from_numpy(kernels.dequantize_int8(q, scale, self.group))
+            w = kernels.dequantize_int4(q, scale, self.zero.numpy(), self.group)
+        else:
+            w = kernels.dequantize_int8(q, scale, self.group)
+        return torch.from_numpy(w)[:self.out_features]
 
     @property
     def weight(self) -> torch.Tensor:
         """The dequantized float32 weight, for code that reads ``linear.weight`` (materialises it: slow)."""
         return self.dequantize()
 
+    def numpy_buffers(self) -> tuple[np.ndarray, ...]:
+        """``q, scale[, zero]`` as numpy arrays over the buffers' memory, made again only when a buffer is replaced
+        (a decode step calls ~120 layers; ``.numpy()`` and numba's typing of fresh arrays cost microseconds)."""
+        buffers = self._buffers
+        q, scale, zero = buffers["q"], buffers["scale"], buffers["zero"]
+        views = self.__dict__.get("_views")
+        if views is None or views[0] is not q or views[1] is not scale or views[2] is not zero:
+            arrays = (q.numpy(), scale.numpy()) + (() if zero is None else (zero.numpy(),))
+            views = self.__dict__["_views"] = (q, scale, zero, arrays)
+        return views[3]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        x2 = x.detach().reshape(-1, self.in_features).float()  # (M, K)
+        x2 = x.detach().reshape(-1, self.in_features)  # (M, K)
+        if x2.dtype != torch.float32:
+            x2 = x2.float()
         if x2.shape[0] > DECODE_MAX_ROWS:
             y = F.linear(x2, self.dequantize())
         elif getattr(self, "torch_int4", None) is not None:
@@ -391,29 +480,33 @@ class QuantizedLinear(nn.Module):
             y = packed_matmul(x2, self)
         if self.bias is not None:
             y = y + self.bias
-        return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+        y = y.reshape(*shape[:-1], self.out_features)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
 def packed_matmul(x: torch.Tensor, layer: QuantizedLinear) -> torch.Tensor:
     """``x (M, K) float32 @ W.T`` with ``W`` still packed → ``(M, N)``; numba threads follow torch's."""
     from lmforge.nn import _quantized_numba as kernels
 
-    _follow_torch_threads()
-    xs = x.contiguous().numpy()
+    serial = _follow_torch_threads() == 1  # one thread: run on the caller's, no pool to wake or barrier to wait at
+    arrays = layer.numpy_buffers()
+    out = torch.empty(x.shape[0], arrays[0].shape[0] * TILE)  # (M, N rounded up to whole tiles)
     if layer.bits == 4:
-        out = kernels.matmul_int4(xs, layer.q.numpy(), layer.scale.numpy(), layer.zero.numpy(), layer.group)
+        kernel = kernels.matmul_int4_serial if serial else kernels.matmul_int4
     else:
-        out = kernels.matmul_int8(xs, layer.q.numpy(), layer.scale.numpy(), layer.group)
-    return torch.from_numpy(out)
+        kernel = kernels.matmul_int8_serial if serial else kernels.matmul_int8
+    kernel(x.contiguous().numpy(), *arrays, layer.group, out.numpy())
+    return out if out.shape[1] == layer.out_features else out[:, :layer.out_features]
 
 
-def _follow_torch_threads() -> None:
-    """numba's thread count (a per-thread setting) = torch's (``torch.set_num_threads``, ``--threads``)."""
+def _follow_torch_threads() -> int:
+    """numba's thread count (a per-thread setting) = torch's (``torch.set_num_threads``, ``--threads``); returns it."""
     import numba
 
     wanted = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     if numba.get_num_threads() != wanted:
         numba.set_num_threads(wanted)
+    return wanted
 
 
 def use_torch_bf16_int4(model: nn.Module) -> int:
@@ -430,11 +523,12 @@ def use_torch_bf16_int4(model: nn.Module) -> int:
         if not isinstance(layer, QuantizedLinear) or layer.bits != 4:
             continue
         n, n_pad = layer.out_features, -(-layer.out_features // 16) * 16
-        values = torch.from_numpy(_unpack_nibbles(layer.q.numpy())).int()  # (N, K) 0..15
+        parts = layer.parts()
+        values = torch.from_numpy(_unpack_nibbles(parts["q"].numpy())).int()  # (N, K) 0..15
         values = F.pad(values, (0, 0, 0, n_pad - n))
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(values, 1)
-        scale = F.pad(layer.scale, (0, 0, 0, n_pad - n))
-        zero = F.pad(layer.zero + 8 * layer.scale, (0, 0, 0, n_pad - n))
+        scale = F.pad(parts["scale"], (0, 0, 0, n_pad - n))
+        zero = F.pad(parts["zero"] + 8 * parts["scale"], (0, 0, 0, n_pad - n))
         scale_zeros = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous().bfloat16()  # (K/g, N, 2)
         layer.torch_int4 = (packed, scale_zeros)
         switched += 1
@@ -453,13 +547,22 @@ class QuantizedEmbedding(nn.Module):
         self.num_embeddings, self.embedding_dim, self.qtype = num_embeddings, embedding_dim, qtype
         self.group = check_format(qtype, embedding_dim)
         fmt = FORMATS[qtype]
-        self.register_buffer("q", torch.zeros(num_embeddings, embedding_dim, dtype=torch.int8))
-        self.register_buffer("scale", torch.zeros(num_embeddings, embedding_dim // self.group))
+        tiles = -(-num_embeddings // TILE)  # row tiles, as QuantizedLinear's (a tied LM head shares them)
+        self.register_buffer("q", torch.zeros(tiles, embedding_dim, TILE, dtype=torch.int8))
+        self.register_buffer("scale", torch.zeros(tiles, embedding_dim // self.group, TILE))
         self.register_buffer("meta", torch.zeros(num_embeddings, embedding_dim // fmt.block, fmt.meta_bytes,
                                                  dtype=torch.uint8) if fmt.meta_bytes else None)
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, qtype={self.qtype}"
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):  # noqa: ANN001
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        _save_untiled(self, destination, prefix, self.num_embeddings)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+        _load_tiled(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @classmethod
     def from_linear(cls, layer: QuantizedLinear) -> QuantizedEmbedding:
@@ -477,11 +580,13 @@ class QuantizedEmbedding(nn.Module):
     @property
     def weight(self) -> torch.Tensor:
         """The dequantized float32 table ``(V, C)`` (materialises it)."""
-        return dequantize_reference(self.q, self.scale, None, 8)
+        n = self.num_embeddings
+        return dequantize_reference(untile_rows(self.q, n), untile_rows(self.scale, n), None, 8)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        rows = self.q[ids].float()  # (..., C)
-        scale = self.scale[ids].repeat_interleave(self.group, dim=-1)  # (..., C)
+        tile, lane = ids // TILE, ids % TILE  # row ``id`` of the table sits in tile id // T, lane id % T
+        rows = self.q[tile, :, lane].float()  # (..., C)
+        scale = self.scale[tile, :, lane].repeat_interleave(self.group, dim=-1)  # (..., C)
         return rows * scale
 
 

@@ -107,3 +107,14 @@ def test_perplexity_of_int8_and_int4_against_fp32(fp32, capsys):
         print(f"\n[perplexity] fp32 {base:.2f}  int8 {int8:.2f} ({int8 / base - 1:+.1%})  int4-g128 {int4:.2f} "
               f"({int4 / base - 1:+.1%})  broken int4 {broken:.3g}")
     assert broken > base * (1 + INT4_G128_BOUND)
+
+
+def test_export_names_the_pre_tokenizer_as_the_file_does(packed, smollm2_gguf_path):
+    """SmolLM2's tokenizer (ByteLevel with its built-in GPT-2 split, digits one by one) is written as 'smollm', the
+    name its own file carries; llama.cpp refuses a file whose pre-tokenizer name it does not know."""
+    from gguf import GGUFReader
+
+    from lmforge.io.gguf_export import _tokenizer_fields
+
+    field = GGUFReader(smollm2_gguf_path).fields["tokenizer.ggml.pre"]
+    assert _tokenizer_fields(packed.tokenizer)["pre"] == bytes(field.parts[-1]).decode() == "smollm"

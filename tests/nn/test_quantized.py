@@ -79,7 +79,8 @@ def test_quantize_then_matmul(qtype: str, group: int | None) -> None:
     w = torch.randn(45, 512, generator=gen) * torch.logspace(-3, 2, 45)[:, None]  # rows of very different scale
     b = torch.randn(45, generator=gen)
     layer = QuantizedLinear.from_float(w, qtype, group, bias=b)
-    ref = dequantize_reference(layer.q, layer.scale, layer.zero, layer.bits)
+    parts = layer.parts()
+    ref = dequantize_reference(parts["q"], parts["scale"], parts.get("zero"), layer.bits)
     assert (ref - w).abs().max() <= (w.abs().amax() * (0.5 / 7 if layer.bits == 4 else 0.5 / 127)) * 1.001
     for rows in (1, 2, DECODE_MAX_ROWS + 1):
         x = torch.randn(3, rows, 512, generator=gen)  # (B, T, C) like a model's activations
@@ -94,8 +95,9 @@ def test_a_wrong_scale_is_far_outside_the_tolerance() -> None:
     gen = torch.Generator().manual_seed(0)
     layer = QuantizedLinear.from_float(torch.randn(16, 256, generator=gen), "int4", 32)
     x = torch.randn(1, 256, generator=gen)
-    wrong = dequantize_reference(layer.q, layer.scale.roll(1, dims=1), layer.zero, 4)
-    right = dequantize_reference(layer.q, layer.scale, layer.zero, 4)
+    parts = layer.parts()
+    wrong = dequantize_reference(parts["q"], parts["scale"].roll(1, dims=1), parts["zero"], 4)
+    right = dequantize_reference(parts["q"], parts["scale"], parts["zero"], 4)
     assert (layer(x) - x @ wrong.T).abs().max() > 100 * matmul_tolerance(x, right)
 
 
@@ -105,17 +107,58 @@ def test_quantized_embedding_and_tied_head_share_bytes() -> None:
     head = QuantizedLinear.from_float(table, "q8_0")
     emb = QuantizedEmbedding.from_linear(head)
     ids = torch.tensor([[0, 5, 99], [7, 7, 1]])
-    full = dequantize_reference(head.q, head.scale, None, 8)
+    full = dequantize_reference(head.parts()["q"], head.parts()["scale"], None, 8)
     torch.testing.assert_close(emb(ids), full[ids], rtol=0, atol=0)
     assert emb.q.data_ptr() == emb.tied_head().q.data_ptr() == head.q.data_ptr()
 
 
+@pytest.mark.parametrize("qtype,n_out,k", [("int4", 130, 256), ("int8", 130, 333), ("q8_0", 200, 96),
+                                           ("q4_1", 64, 64), ("int4", 1, 64)])
+@pytest.mark.parametrize("threads", [1, 2])  # the serial kernels (one thread) and the prange ones
+def test_row_tiles_past_one_tile_and_odd_rows(qtype: str, n_out: int, k: int, threads: int) -> None:
+    """Several row tiles with a partial last one (130 = 2·64 + 2), an odd row length (int8 per row), one row."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        check_tiles(qtype, n_out, k)
+    finally:
+        torch.set_num_threads(before)
+
+
+def check_tiles(qtype: str, n_out: int, k: int) -> None:
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(n_out, k, generator=gen) * torch.logspace(-4, 3, n_out)[:, None]  # extreme row scales
+    layer = QuantizedLinear.from_float(w, qtype, 32 if qtype == "int4" else None)
+    parts = layer.parts()
+    ref = dequantize_reference(parts["q"], parts["scale"], parts.get("zero"), layer.bits)
+    torch.testing.assert_close(layer.dequantize(), ref, rtol=0, atol=0)
+    for rows in (1, 2, 5):
+        x = torch.randn(rows, k, generator=gen)
+        got = layer(x)
+        assert got.shape == (rows, n_out)
+        torch.testing.assert_close(got.double(), x.double() @ ref.double().T, rtol=0, atol=matmul_tolerance(x, ref))
+
+
 def test_state_dict_round_trip_is_byte_identical() -> None:
-    layer = QuantizedLinear.from_float(torch.randn(20, 256), "int4", 64)
-    again = QuantizedLinear(256, 20, "int4", 64)
+    layer = QuantizedLinear.from_float(torch.randn(130, 256), "int4", 64)
+    again = QuantizedLinear(256, 130, "int4", 64)
     again.load_state_dict(layer.state_dict())
+    assert layer.state_dict()["q"].shape == (130, 128)  # the portable order: row n, byte j = weights 2j, 2j+1
     for name, tensor in layer.state_dict().items():
         assert torch.equal(tensor, again.state_dict()[name])
+    torch.testing.assert_close(layer.state_dict()["q"], layer.parts()["q"], rtol=0, atol=0)
+
+
+def test_state_dicts_of_successive_layers_are_their_own() -> None:
+    """A freed layer's buffer memory may be reused by the next layer's: its state_dict must not return the old copy."""
+    kept = []
+    for seed in range(20):
+        w = torch.randn(64, 64, generator=torch.Generator().manual_seed(seed))
+        layer = QuantizedLinear.from_float(w, "int4", 32)
+        state = layer.state_dict()
+        assert torch.equal(state["q"], layer.parts()["q"]) and torch.equal(state["scale"], layer.parts()["scale"])
+        kept.append(state)  # the portable copies stay alive after their layer is gone
+        del layer
 
 
 def test_bad_formats_and_groups_are_clear_errors() -> None:
