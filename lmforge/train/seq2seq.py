@@ -69,7 +69,8 @@ def seq2seq_batch(pairs: list[tuple[list[int], list[int]]], pad_id: int, start_i
 
 class Seq2SeqTask:
     """Random batches of training pairs (drawn uniformly, with replacement, from the task's generator; the model
-    skips the padding of a mixed-length batch, see ``target_mask``); fixed batches of validation pairs. Loss: cross-entropy per target token with the model's label smoothing."""
+    skips the padding of a mixed-length batch, see ``target_mask``); fixed batches
+    of validation pairs. Loss: cross-entropy per target token with the model's label smoothing."""
 
     def __init__(self, train_ids: list[tuple[list[int], list[int]]], valid_ids: list[tuple[list[int], list[int]]],
                  pad_id: int, start_id: int, eos_id: int, seed: int = 0) -> None:
