@@ -49,7 +49,7 @@ MUTATIONS = [
              ("tests/tokenizers/test_bpe.py",), "a merged pair gets the next rank's id"),
     Mutation("bpe_pair_counts", "get_stats", "counts.get(pair, 0) + weight", "counts.get(pair, 0) + 1",
              ("tests/tokenizers/test_bpe.py",), "pair counts ignore how often a word occurs"),
-    Mutation("wordpiece_no_prefix", "WordPiece.__init__", 'continuing_subword_prefix: str = "##"',
+    Mutation("wordpiece_no_prefix", "WordPieceModel.__init__", 'continuing_subword_prefix: str = "##"',
              'continuing_subword_prefix: str = ""', ("tests/tokenizers/test_wordpiece.py",),
              "WordPiece without the ## prefix on word-internal pieces"),
     # ---------------------------------------------------------------- bag-of-words, word2vec
@@ -119,7 +119,7 @@ MUTATIONS = [
              "inputs[picked & (r < 0.8)] = input_ids[picked & (r < 0.8)]",
              ("tests/train/test_mlm.py",), "the 80% of picked tokens keep their word instead of [MASK]"),
     Mutation("save_in_place", "atomic_open",
-             'fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)',
+             'fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)',
              "fd, tmp = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), str(path)",
              ("tests/test_fileio.py",), "writes in place with no temp file: a failure leaves half a file"),
     # ---------------------------------------------------------------- embeddings, formats
@@ -141,6 +141,16 @@ MUTATIONS = [
              ("tests/tokenizers/test_parity_tokenizers_sentencepiece.py::"
               "test_lmforge_written_files_load_in_hf_with_identical_ids",),
              "Unigram scores written with Python's shortest spelling, which HF reads back as another float"),
+    Mutation("int4_tile_zero_dropped", "_int4_tile", "acc[lane] += s[lane] * part[lane] + z[lane] * xg",
+             "acc[lane] += s[lane] * part[lane]", ("tests/nn/test_quantized.py",),
+             "the packed 4-bit kernel forgets the per-group zero/min term"),
+    Mutation("seq2seq_unpack_shifted", "unpack", "out[keep] = rows", "out[keep] = rows.roll(1, dims=0)",
+             ("tests/models/test_seq2seq_models.py",),
+             "the Transformer spreads its packed real positions back to the wrong places"),
+    Mutation("normalizer_marks_unordered", "_traced_normalize",
+             "items[i:j] = sorted(items[i:j], key=lambda item: combining(item[0]))", "pass",
+             ("tests/tokenizers/test_parity_tokenizers.py::test_unicode_normalizer_alignment_matches_hf",),
+             "combining marks traced in text order, not Unicode's canonical order"),
     # ---------------------------------------------------------------- saving folders, training options, BERT heads
     Mutation("folder_saved_in_place", "model_folder",
              "with atomic_folder(path, keep=lambda name: not is_model_file(name)) as tmp:\n        yield tmp",
