@@ -477,21 +477,28 @@ class QuantizedLinear(nn.Module):
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2.bfloat16(), packed, self.group, scale_zeros)
             y = y[:, :self.out_features].float()
         else:
-            y = packed_matmul(x2, self)
+            y = packed_matmul(x2, self, int8_activations=getattr(self, "int8_activations", False))
         if self.bias is not None:
             y = y + self.bias
         y = y.reshape(*shape[:-1], self.out_features)
         return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
-def packed_matmul(x: torch.Tensor, layer: QuantizedLinear) -> torch.Tensor:
-    """``x (M, K) float32 @ W.T`` with ``W`` still packed → ``(M, N)``; numba threads follow torch's."""
+def packed_matmul(x: torch.Tensor, layer: QuantizedLinear, int8_activations: bool = False) -> torch.Tensor:
+    """``x (M, K) float32 @ W.T`` with ``W`` still packed → ``(M, N)``; numba threads follow torch's.
+    ``int8_activations``: ``x`` quantized per block of 32 and integer dot products (see :func:`use_int8_activations`;
+    a 4-bit layer whose group is a multiple of 32)."""
     from lmforge.nn import _quantized_numba as kernels
 
     serial = _follow_torch_threads() == 1  # one thread: run on the caller's, no pool to wake or barrier to wait at
     arrays = layer.numpy_buffers()
     out = torch.empty(x.shape[0], arrays[0].shape[0] * TILE)  # (M, N rounded up to whole tiles)
-    if layer.bits == 4:
+    if int8_activations:
+        if layer.bits != 4 or layer.group % 32:
+            raise ConfigError(f"int8 activations: {layer.qtype} (group {layer.group}) is not a 4-bit format with "
+                              "groups of a multiple of 32")
+        kernel = kernels.matmul_int4_q8_serial if serial else kernels.matmul_int4_q8
+    elif layer.bits == 4:
         kernel = kernels.matmul_int4_serial if serial else kernels.matmul_int4
     else:
         kernel = kernels.matmul_int8_serial if serial else kernels.matmul_int8
@@ -532,6 +539,28 @@ def use_torch_bf16_int4(model: nn.Module) -> int:
         scale_zeros = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous().bfloat16()  # (K/g, N, 2)
         layer.torch_int4 = (packed, scale_zeros)
         switched += 1
+    return switched
+
+
+def use_int8_activations(model: nn.Module) -> int:
+    """Opt-in speed over precision, as llama.cpp decodes: every 4-bit :class:`QuantizedLinear` of ``model`` (Q4_0,
+    Q4_1, Q4_K, int4; their groups are multiples of 32) multiplies decode rows (≤ :data:`DECODE_MAX_ROWS`) with
+    integer dot products: each row of ``x`` is quantized per block of 32 to int8 (``d_x = max|x|/127``, round to
+    nearest), each block's ``Σ q·xq`` is summed exactly in integers, then ``y = Σ_groups scale · Σ_blocks d_x · isum
+    + zero · Σ x`` (the float sum of the unquantized ``x``). Each activation moves by up to ``d_x/2``, so outputs
+    move by ~1e-3 of their scale (the default path is exact in float32). 8-bit layers keep the float kernel (an
+    integer one measured slower, see ``docs/quantization.md``); weights and ``state_dict`` are untouched; long
+    prompts keep the float32 GEMM. Returns the number of layers switched.
+
+    >>> from torch import nn
+    >>> use_int8_activations(nn.Sequential(QuantizedLinear(64, 8, "q4_1"), QuantizedLinear(64, 8, "q8_0")))
+    1
+    """
+    switched = 0
+    for layer in model.modules():
+        if isinstance(layer, QuantizedLinear) and layer.bits == 4 and layer.group % 32 == 0:
+            layer.int8_activations = True
+            switched += 1
     return switched
 
 

@@ -186,3 +186,102 @@ def test_opt_in_torch_bf16_int4_path_is_within_bfloat16_rounding() -> None:
         assert got.shape == want.shape
         torch.testing.assert_close(got, want, rtol=0, atol=0.02 * want.abs().max().item())
         assert not torch.equal(got, want)  # really the bfloat16 path
+
+
+def int8_activation_reference(x: np.ndarray, values: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> np.ndarray:
+    """The opt-in int8-activation arithmetic written out in numpy, independently of the kernel: ``x (M, K)`` quantized
+    per block of 32 (``d = max|x|/127``, ``xq = rint(x·(1/d))``), ``values (N, K)`` 0..15 dotted with ``xq`` per
+    block in int64, ``y = Σ_groups scale · Σ_blocks d · isum + zero · Σ_group x`` (float64) → ``(M, N)``."""
+    m, k = x.shape
+    n, groups = scale.shape
+    xb = x.reshape(m, k // 32, 32)
+    d = (np.abs(xb).max(-1, keepdims=True) / np.float32(127)).astype(np.float32)  # (M, K/32, 1)
+    inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d > 0)
+    xq = np.rint(xb * inv).astype(np.int64)  # (M, K/32, 32) in -127..127
+    assert np.abs(xq).max() <= 127
+    isum = np.einsum("mbk,nbk->mnb", xq, values.reshape(n, k // 32, 32).astype(np.int64))  # exact (M, N, K/32)
+    per_group = (isum * d[:, None, :, 0]).reshape(m, n, groups, -1).sum(-1)  # Σ_blocks d·isum, (M, N, K/g)
+    x_sum = x.astype(np.float64).reshape(m, groups, -1).sum(-1)  # (M, K/g)
+    return (per_group * scale[None]).sum(-1) + x_sum @ zero.T.astype(np.float64)
+
+
+INT8_ACT_CASES = [("q4_0", None, 37, 64), ("q4_1", None, 130, 96), ("q4_k", None, 70, 256), ("int4", 32, 1, 64),
+                  ("int4", 128, 45, 384), ("int4", 256, 65, 512)]
+
+
+@pytest.mark.parametrize("qtype,group,n_out,k", INT8_ACT_CASES)
+@pytest.mark.parametrize("threads", [1, 2])  # serial and prange kernels
+def test_int8_activations_equal_their_numpy_reference_and_stay_near_the_float_path(
+        qtype: str, group: int | None, n_out: int, k: int, threads: int) -> None:
+    """``use_int8_activations``: the kernel equals the same arithmetic in numpy to float32 rounding (integer sums
+    are exact), and is within the activation-rounding bound of dequantize-then-matmul: each ``x`` moves by at most
+    ``d/2`` per block, so ``|Δy_n| ≤ Σ_k |w_nk| · d_k / 2``."""
+    from lmforge.nn.quantized import use_int8_activations
+
+    gen = torch.Generator().manual_seed(n_out)
+    if qtype in GGUF_QTYPES:
+        raw = random_blocks(qtype, n_out, k // FORMATS[qtype].block, seed=k, extreme=False)
+        layer = QuantizedLinear.from_gguf(raw, qtype, k)
+    else:
+        layer = QuantizedLinear.from_float(torch.randn(n_out, k, generator=gen), qtype, group)
+    parts = layer.parts()
+    ref_w = dequantize_reference(parts["q"], parts["scale"], parts["zero"], 4).double()  # (N, K)
+    values = np.stack([parts["q"].numpy() & 15, parts["q"].numpy() >> 4], -1).reshape(n_out, k)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert use_int8_activations(layer) == 1
+        for rows in (1, 3):
+            x = torch.randn(rows, k, generator=gen) * torch.logspace(-2, 1, k)  # blocks of very different scale
+            x[0, :32] = 0  # an all-zero block (d = 0)
+            got = layer(x).double().numpy()
+            want = int8_activation_reference(x.numpy(), values, parts["scale"].numpy(), parts["zero"].numpy())
+            terms = np.abs(want).max() + np.abs(x.double().numpy()) @ np.abs(ref_w.numpy()).T
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * terms.max())
+            d = x.abs().reshape(rows, -1, 32).amax(-1).double() / 127  # (M, K/32)
+            bound = (d.repeat_interleave(32, dim=1) / 2) @ ref_w.abs().T  # (M, N)
+            err = (torch.from_numpy(got) - x.double() @ ref_w.T).abs()
+            assert (err <= bound * 1.001 + 1e-4 * terms.max()).all()
+            assert (err > matmul_tolerance(x, ref_w.float())).any()  # really the int8 path, not the float one
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_int8_activations_switch_only_4_bit_layers_and_keep_long_prompts_exact() -> None:
+    from lmforge.nn.quantized import use_int8_activations
+
+    gen = torch.Generator().manual_seed(0)
+    layers = torch.nn.ModuleList([QuantizedLinear.from_float(torch.randn(40, 256, generator=gen), "int4", 64),
+                                  QuantizedLinear.from_float(torch.randn(40, 256, generator=gen), "q8_0"),
+                                  QuantizedLinear.from_gguf(random_blocks("q6_k", 40, 1, seed=2), "q6_k", 256)])
+    x = torch.randn(DECODE_MAX_ROWS + 1, 256, generator=gen)
+    before = [layer(x) for layer in layers] + [layer(x[:1]) for layer in layers]
+    assert use_int8_activations(layers) == 1
+    after = [layer(x) for layer in layers] + [layer(x[:1]) for layer in layers]
+    for i, (b, a) in enumerate(zip(before, after, strict=True)):
+        assert torch.equal(a, b) != (i == 3)  # only the 4-bit layer's decode rows change
+
+
+def test_int8_activations_give_the_same_greedy_text_on_a_tiny_gpt() -> None:
+    """Activation rounding (~1e-3 of the logits' scale) keeps every greedy argmax of a tiny random Llama-style GPT
+    quantized to Q4_1 (its logits have margins far above that; 24 steps, prompts of 5 ids)."""
+    from lmforge.generate import generate_ids
+    from lmforge.io.quantize import quantize_model
+    from lmforge.models.gpt import GPT, GPTConfig
+    from lmforge.nn.quantized import use_int8_activations
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=300, block_size=64, n_layer=2, n_head=4, n_kv_head=2, n_embd=64, norm="rms",
+                          mlp="swiglu", pos="rope")).eval()
+    quantize_model(model, "q4_1")
+    prompts = [[1, 5, 9, 200, 17], [250, 3, 3, 40, 8]]
+    want = generate_ids(model, prompts, max_new_tokens=24).new_ids
+    with torch.inference_mode():
+        float_logits = model(torch.tensor(prompts[:1]))  # 5 rows: the decode kernels
+    four_bit = [m for m in model.modules() if isinstance(m, QuantizedLinear) and m.bits == 4]
+    assert use_int8_activations(model) == len(four_bit) >= 8  # every block's projections (the q8_0 head stays)
+    with torch.inference_mode():
+        int8_logits = model(torch.tensor(prompts[:1]))
+    assert not torch.equal(int8_logits, float_logits)  # the switch took
+    torch.testing.assert_close(int8_logits, float_logits, rtol=0, atol=0.01 * float_logits.abs().max().item())
+    assert generate_ids(model, prompts, max_new_tokens=24).new_ids == want
