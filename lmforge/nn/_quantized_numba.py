@@ -169,6 +169,8 @@ def dequantize_int8(q: np.ndarray, scale: np.ndarray, group: int) -> np.ndarray:
 # kernel: the products need int32 lanes, no narrower than float32 ones; it was not kept.)
 
 QBLOCK = 32  # activation values per int8 block (one d_x each)
+LANES = 64  # rows per tile (lmforge.nn.quantized.TILE) as a constant: the lane loops then unroll into whole vectors
+# with no run-time trip-count checks (measured: ~1.1× → ~1.35× the float kernel)
 
 
 @njit(cache=True)
@@ -219,7 +221,7 @@ def _int4_q8_tile(out: np.ndarray, x_even: np.ndarray, x_odd: np.ndarray, dx: np
     were slower than the float kernel), and each half block's sum widens to int32. A byte ``v = lo + 16·hi`` needs
     no ``lo``: ``lo·a + hi·b = v·a + hi·(b - 16a)``; the terms may wrap in int16 but the sum is exact modulo 2¹⁶
     and fits, so the result is exact."""
-    tile = qt.shape[1]
+    tile = LANES
     h0 = np.empty(tile, dtype=np.int16)
     h1 = np.empty(tile, dtype=np.int16)
     part = np.empty(tile, dtype=np.float32)
@@ -255,6 +257,8 @@ def _int4_q8_tile(out: np.ndarray, x_even: np.ndarray, x_odd: np.ndarray, dx: np
 def matmul_int4_q8(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.ndarray, group: int,
                    out: np.ndarray) -> None:
     """:func:`matmul_int4` with int8 activations and integer dot products (``group`` a multiple of 32)."""
+    if q.shape[2] != LANES:
+        raise ValueError("int8-activation kernel: tiles must have LANES rows")
     x_even, x_odd, dx, x_sum = _int4_columns_q8(x, group)
     tile = q.shape[2]
     for t in prange(q.shape[0]):
@@ -265,6 +269,8 @@ def matmul_int4_q8(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.nda
 def matmul_int4_q8_serial(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.ndarray, group: int,
                           out: np.ndarray) -> None:
     """:func:`matmul_int4_q8` on the calling thread alone."""
+    if q.shape[2] != LANES:
+        raise ValueError("int8-activation kernel: tiles must have LANES rows")
     x_even, x_odd, dx, x_sum = _int4_columns_q8(x, group)
     tile = q.shape[2]
     for t in range(q.shape[0]):

@@ -248,7 +248,10 @@ def test_int8_activations_equal_their_numpy_reference_and_stay_near_the_float_pa
 
 
 def test_int8_activations_switch_only_4_bit_layers_and_keep_long_prompts_exact() -> None:
-    from lmforge.nn.quantized import use_int8_activations
+    from lmforge.nn import _quantized_numba
+    from lmforge.nn.quantized import TILE, use_int8_activations
+
+    assert _quantized_numba.LANES == TILE  # the int8-activation kernel's compile-time tile
 
     gen = torch.Generator().manual_seed(0)
     layers = torch.nn.ModuleList([QuantizedLinear.from_float(torch.randn(40, 256, generator=gen), "int4", 64),
