@@ -30,6 +30,7 @@ Why numba and not ``torch.ops.aten._weight_int4pack_mm_for_cpu`` / ``_weight_int
 on these CPUs their float32 paths are several times slower than a plain float32 matmul (only bfloat16 is fast,
 and bfloat16 activations move logits by ~1e-2, far from fp32) — see ``docs/quantization.md``;
 :func:`use_torch_bf16_int4` opts a model's 4-bit layers into torch's fast bfloat16 op anyway.
+:func:`use_int8_activations` opts them into integer dot products with int8-rounded activations, as llama.cpp does.
 
 Long prompts (more than :data:`DECODE_MAX_ROWS` rows) dequantize the layer once and use the float32 GEMM,
 which is compute-bound there and strong in PyTorch.
