@@ -10,8 +10,9 @@ with ``lmforge.io.gguf_export`` (written once into ``$TMPDIR``). Per file: decod
 greedy steps after a ``--prompt-tokens`` prompt, KV cache), prefill tokens/s of ``--prefill`` tokens, and the bytes
 of the loaded model's tensors against the file size. ``--kernels`` first times one 1536×576 matrix-vector product
 through every candidate path (torch fp32, torch's int4/int8 packed ops, lmforge's numba kernels, the 4-bit one also
-with int8 activations), each cycling over ~100 MB of distinct matrices. ``--interleaved`` times decoding only, one step of each model in turn, for machines
-shared with other work (a load that changes by the second then slows every model alike).
+with int8 activations), each cycling over ~100 MB of distinct matrices. ``--interleaved`` times decoding only, one
+step of each model in turn, for machines shared with other work (a load that changes by the second then slows every
+model alike).
 """
 
 from __future__ import annotations
