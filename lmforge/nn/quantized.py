@@ -548,8 +548,9 @@ def use_int8_activations(model: nn.Module) -> int:
     Q4_1, Q4_K, int4; their groups are multiples of 32) multiplies decode rows (≤ :data:`DECODE_MAX_ROWS`) with
     integer dot products: each row of ``x`` is quantized per block of 32 to int8 (``d_x = max|x|/127``, round to
     nearest), each block's ``Σ q·xq`` is summed exactly in integers, then ``y = Σ_groups scale · Σ_blocks d_x · isum
-    + zero · Σ x`` (the float sum of the unquantized ``x``). Each activation moves by up to ``d_x/2``, so outputs
-    move by ~1e-3 of their scale (the default path is exact in float32). 8-bit layers keep the float kernel (an
+    + zero · Σ x`` (the float sum of the unquantized ``x``). Each activation moves by up to ``d_x/2``, so one
+    layer's outputs move by ~1e-3 of their scale, a whole model's logits by more (SmolLM2 Q4_1: up to 2.8 of 27;
+    the default path is exact in float32). 8-bit layers keep the float kernel (an
     integer one measured slower, see ``docs/quantization.md``); weights and ``state_dict`` are untouched; long
     prompts keep the float32 GEMM. Returns the number of layers switched.
 
