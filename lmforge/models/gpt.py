@@ -25,6 +25,7 @@ from lmforge.nn.kv_cache import KVCache
 from lmforge.nn.moe import MoE
 from lmforge.nn.norms import make_norm
 from lmforge.nn.positions import Rotary, check_rope_scaling
+from lmforge.nn.quantized import packed_decode_blocks
 
 
 @dataclass
@@ -242,11 +243,20 @@ class GPT(nn.Module):
             sliding = (build_row_mask(kv_cache.lengths, t, s, window) if per_row
                        else build_mask(attention_mask, t, s, causal=True, window=window), False)
         attentions = []
-        for block, slides in zip(self.blocks, self.sliding_layers, strict=True):
-            block_mask, block_causal = sliding if slides else (mask, is_causal)
-            x, weights = block(x, mask=block_mask, is_causal=block_causal, rope=rope, kv_cache=kv_cache,
-                               return_attn=return_attn)
-            attentions.append(weights)
+        packed = None
+        if (t == 1 and b == 1 and kv_cache is not None and kv_cache.uniform and mask is None and rope is not None
+                and not return_attn and not self.training):
+            # One token of one row: packed Llama-shaped blocks decode in one numba call each (None otherwise).
+            windows = tuple(window if slides else 0 for slides in self.sliding_layers)
+            packed = packed_decode_blocks(self.blocks, x, rope, kv_cache, windows)
+        if packed is not None:
+            x, attentions = packed, [None] * len(self.blocks)
+        else:
+            for block, slides in zip(self.blocks, self.sliding_layers, strict=True):
+                block_mask, block_causal = sliding if slides else (mask, is_causal)
+                x, weights = block(x, mask=block_mask, is_causal=block_causal, rope=rope, kv_cache=kv_cache,
+                                   return_attn=return_attn)
+                attentions.append(weights)
         if kv_cache is not None:
             kv_cache.advance(t)
         if self.training and self.config.n_expert:

@@ -22,6 +22,8 @@ import numpy as np
 from numba import njit, prange
 
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+LANES = 64  # rows per tile (lmforge.nn.quantized.TILE) as a constant: the lane loops then unroll into whole vectors
+# with no run-time trip-count checks (measured on the int8-activation kernel: ~1.1× → ~1.35×)
 FIFTEEN, FOUR = np.uint8(15), np.uint8(4)  # uint8 operands, results cast back to uint8: numba would widen to int64
 
 
@@ -45,7 +47,7 @@ def _int4_columns(x: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray, np
 def _int4_tile(out: np.ndarray, x_even: np.ndarray, x_odd: np.ndarray, x_sum: np.ndarray, qt: np.ndarray,
                st: np.ndarray, zt: np.ndarray, half_group: int, first: int) -> None:
     """One row tile ``qt (K/2, T)``, ``st, zt (K/g, T)`` → ``out[:, first:first + T]``."""
-    tile = qt.shape[1]
+    tile = LANES
     part = np.empty(tile, dtype=np.float32)
     acc = np.empty(tile, dtype=np.float32)
     for m in range(x_even.shape[0]):
@@ -73,7 +75,7 @@ def matmul_int4(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.ndarra
     """``x (M, K)`` → ``out (M, N/T·T)`` for ``w = q * scale + zero`` (tiled nibbles ``q (N/T, K/2, T)``).
     ``out`` comes from the caller (a torch tensor's memory: no array to hand over afterwards)."""
     x_even, x_odd, x_sum = _int4_columns(x, group)
-    tile = q.shape[2]
+    tile = LANES  # the tile functions' lane count (a constant there)
     for t in prange(q.shape[0]):
         _int4_tile(out, x_even, x_odd, x_sum, q[t], scale[t], zero[t], group // 2, t * tile)
 
@@ -83,7 +85,7 @@ def matmul_int4_serial(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np
                        out: np.ndarray) -> None:
     """:func:`matmul_int4` on the calling thread alone (one thread: no pool to wake, no barrier to wait at)."""
     x_even, x_odd, x_sum = _int4_columns(x, group)
-    tile = q.shape[2]
+    tile = LANES  # the tile functions' lane count (a constant there)
     for t in range(q.shape[0]):
         _int4_tile(out, x_even, x_odd, x_sum, q[t], scale[t], zero[t], group // 2, t * tile)
 
@@ -91,7 +93,7 @@ def matmul_int4_serial(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np
 @njit(fastmath=FASTMATH, cache=True)
 def _int8_tile(out: np.ndarray, x: np.ndarray, qt: np.ndarray, st: np.ndarray, group: int, first: int) -> None:
     """One row tile ``qt (K, T)``, ``st (K/g, T)`` → ``out[:, first:first + T]``."""
-    tile = qt.shape[1]
+    tile = LANES
     part = np.empty(tile, dtype=np.float32)
     acc = np.empty(tile, dtype=np.float32)
     for m in range(x.shape[0]):
@@ -118,7 +120,7 @@ def _int8_tile(out: np.ndarray, x: np.ndarray, qt: np.ndarray, st: np.ndarray, g
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def matmul_int8(x: np.ndarray, q: np.ndarray, scale: np.ndarray, group: int, out: np.ndarray) -> None:
     """``x (M, K)`` → ``out (M, N/T·T)`` for ``w = q * scale`` (tiled ``q (N/T, K, T)``, groups of ``group``)."""
-    tile = q.shape[2]
+    tile = LANES  # the tile functions' lane count (a constant there)
     for t in prange(q.shape[0]):
         _int8_tile(out, x, q[t], scale[t], group, t * tile)
 
@@ -126,7 +128,7 @@ def matmul_int8(x: np.ndarray, q: np.ndarray, scale: np.ndarray, group: int, out
 @njit(fastmath=FASTMATH, cache=True)
 def matmul_int8_serial(x: np.ndarray, q: np.ndarray, scale: np.ndarray, group: int, out: np.ndarray) -> None:
     """:func:`matmul_int8` on the calling thread alone."""
-    tile = q.shape[2]
+    tile = LANES  # the tile functions' lane count (a constant there)
     for t in range(q.shape[0]):
         _int8_tile(out, x, q[t], scale[t], group, t * tile)
 
@@ -169,8 +171,6 @@ def dequantize_int8(q: np.ndarray, scale: np.ndarray, group: int) -> np.ndarray:
 # kernel: the products need int32 lanes, no narrower than float32 ones; it was not kept.)
 
 QBLOCK = 32  # activation values per int8 block (one d_x each)
-LANES = 64  # rows per tile (lmforge.nn.quantized.TILE) as a constant: the lane loops then unroll into whole vectors
-# with no run-time trip-count checks (measured: ~1.1× → ~1.35× the float kernel)
 
 
 @njit(cache=True)
@@ -260,7 +260,7 @@ def matmul_int4_q8(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero: np.nda
     if q.shape[2] != LANES:
         raise ValueError("int8-activation kernel: tiles must have LANES rows")
     x_even, x_odd, dx, x_sum = _int4_columns_q8(x, group)
-    tile = q.shape[2]
+    tile = LANES  # the tile functions' lane count (a constant there)
     for t in prange(q.shape[0]):
         _int4_q8_tile(out, x_even, x_odd, dx, x_sum, q[t], scale[t], zero[t], group, t * tile)
 
@@ -272,6 +272,107 @@ def matmul_int4_q8_serial(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero:
     if q.shape[2] != LANES:
         raise ValueError("int8-activation kernel: tiles must have LANES rows")
     x_even, x_odd, dx, x_sum = _int4_columns_q8(x, group)
-    tile = q.shape[2]
+    tile = LANES  # the tile functions' lane count (a constant there)
     for t in range(q.shape[0]):
         _int4_q8_tile(out, x_even, x_odd, dx, x_sum, q[t], scale[t], zero[t], group, t * tile)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One decoding step of a pre-norm block (RMSNorm, rotary attention with grouped key/value heads, SwiGLU) whose four
+# matrices are packed: one call per block and token instead of ~25 torch ops and 4 kernel calls (per-op overhead
+# was ~40% of a packed model's step; see lmforge.nn.quantized.packed_decode_blocks).
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    """``x (1, C)`` → ``x / sqrt(mean(x²) + eps) · weight`` ``(1, C)``."""
+    total = np.float32(0)
+    for c in range(x.shape[1]):
+        total += x[0, c] * x[0, c]
+    inv = np.float32(1) / np.sqrt(total / np.float32(x.shape[1]) + np.float32(eps))
+    out = np.empty_like(x)
+    for c in range(x.shape[1]):
+        out[0, c] = x[0, c] * inv * weight[c]
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _packed_linear(x: np.ndarray, matrix: tuple) -> np.ndarray:
+    """``x (1, K)`` through one packed layer ``matrix = (q, scale, zero, bias, group, int8_activations)`` → ``(1, N
+    rounded up to whole tiles)``: 4-bit when ``q`` has half as many byte columns as ``x`` has values, else 8-bit."""
+    q, scale, zero, bias, group, int8_activations = matrix
+    out = np.empty((1, q.shape[0] * LANES), dtype=np.float32)
+    if 2 * q.shape[1] == x.shape[1] and int8_activations:
+        xe8, xo8, dx, xs8 = _int4_columns_q8(x, group)
+        for t in prange(q.shape[0]):
+            _int4_q8_tile(out, xe8, xo8, dx, xs8, q[t], scale[t], zero[t], group, t * LANES)
+    elif 2 * q.shape[1] == x.shape[1]:
+        x_even, x_odd, x_sum = _int4_columns(x, group)
+        for t in prange(q.shape[0]):
+            _int4_tile(out, x_even, x_odd, x_sum, q[t], scale[t], zero[t], group // 2, t * LANES)
+    else:
+        for t in prange(q.shape[0]):
+            _int8_tile(out, x, q[t], scale[t], group, t * LANES)
+    for n in range(bias.shape[0]):
+        out[0, n] += bias[n]
+    return out
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def decode_block(x: np.ndarray, norm_attn: np.ndarray, eps_attn: float, qkv: tuple, proj: tuple,
+                 norm_mlp: np.ndarray, eps_mlp: float, gate_up: tuple, down: tuple, k_cache: np.ndarray,
+                 v_cache: np.ndarray, pos: int, cos: np.ndarray, sin: np.ndarray, n_head: int, n_hidden: int,
+                 window: int) -> None:
+    """One token through one block, ``x (1, C)`` updated in place: ``x += proj(attend(rope(qkv(norm(x)))))``, then
+    ``x += down(silu(gate) · up)`` with ``gate, up = gate_up(norm(x))``. The new key and value go to position
+    ``pos`` of ``k_cache, v_cache (H_kv, max_len, D)``; the query attends to positions ``pos - window + 1 .. pos``
+    (``window`` 0: all). ``cos, sin (D,)``: the rotation of position ``pos``."""
+    n_kv, d = k_cache.shape[0], k_cache.shape[2]
+    half, per_kv = d // 2, n_head // n_kv
+    heads = _packed_linear(_rms_norm(x, norm_attn, eps_attn), qkv)  # (1, (H + 2 H_kv) · D rounded up)
+    q = np.empty((n_head, d), dtype=np.float32)
+    for h in range(n_head + n_kv):  # rotate queries and keys: (a, b) → (a·cos - b·sin, b·cos + a·sin) per half
+        for i in range(half):
+            a, b = heads[0, h * d + i], heads[0, h * d + half + i]
+            ra, rb = a * cos[i] - b * sin[i], b * cos[half + i] + a * sin[half + i]
+            if h < n_head:
+                q[h, i], q[h, half + i] = ra, rb
+            else:
+                k_cache[h - n_head, pos, i], k_cache[h - n_head, pos, half + i] = ra, rb
+    for h in range(n_kv):
+        for i in range(d):
+            v_cache[h, pos, i] = heads[0, (n_head + n_kv + h) * d + i]
+    first = max(0, pos + 1 - window) if window > 0 else 0
+    y = np.empty((1, n_head * d), dtype=np.float32)
+    scale = np.float32(1) / np.sqrt(np.float32(d))
+    for h in prange(n_head):  # softmax(q·kᵀ/√D)·v per head, its key/value head h // (H / H_kv)
+        kh, vh = k_cache[h // per_kv], v_cache[h // per_kv]
+        scores = np.empty(pos + 1 - first, dtype=np.float32)
+        top = np.float32(-np.inf)
+        for s in range(first, pos + 1):
+            dot = np.float32(0)
+            for i in range(d):
+                dot += q[h, i] * kh[s, i]
+            scores[s - first] = dot * scale
+            top = max(top, scores[s - first])
+        total = np.float32(0)
+        for s in range(scores.shape[0]):
+            scores[s] = np.exp(scores[s] - top)
+            total += scores[s]
+        acc = np.zeros(d, dtype=np.float32)
+        for s in range(scores.shape[0]):
+            p = scores[s] / total
+            for i in range(d):
+                acc[i] += p * vh[first + s, i]
+        y[0, h * d:(h + 1) * d] = acc
+    attended = _packed_linear(y, proj)
+    for i in range(x.shape[1]):
+        x[0, i] += attended[0, i]
+    gu = _packed_linear(_rms_norm(x, norm_mlp, eps_mlp), gate_up)  # (1, 2 · hidden rounded up)
+    act = np.empty((1, n_hidden), dtype=np.float32)
+    for i in range(n_hidden):
+        g = gu[0, i]
+        act[0, i] = g / (np.float32(1) + np.exp(-g)) * gu[0, n_hidden + i]
+    mlp = _packed_linear(act, down)
+    for i in range(x.shape[1]):
+        x[0, i] += mlp[0, i]

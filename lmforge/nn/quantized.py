@@ -50,6 +50,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmforge.errors import ConfigError, FormatError
+from lmforge.nn.attention import Attention
+from lmforge.nn.feedforward import FeedForward
+from lmforge.nn.kv_cache import KVCache
+from lmforge.nn.norms import RMSNorm
 
 DECODE_MAX_ROWS = 8  # up to this many rows of x: the packed kernel; more: dequantize once + float32 GEMM
 INT4_GROUPS = (32, 64, 128, 256)
@@ -367,6 +371,11 @@ class QuantizedLinear(nn.Module):
     Inference only (no gradients).
     """
 
+    # Opt-in paths (set by use_torch_bf16_int4 / use_int8_activations). Class defaults, so reading them costs no
+    # nn.Module.__getattr__ miss (an exception each) in a decoding step.
+    torch_int4: tuple[torch.Tensor, torch.Tensor] | None = None
+    int8_activations: bool = False
+
     def __init__(self, in_features: int, out_features: int, qtype: str, group: int | None = None,
                  bias: bool = False) -> None:
         super().__init__()
@@ -473,12 +482,12 @@ class QuantizedLinear(nn.Module):
             x2 = x2.float()
         if x2.shape[0] > DECODE_MAX_ROWS:
             y = F.linear(x2, self.dequantize())
-        elif getattr(self, "torch_int4", None) is not None:
+        elif self.torch_int4 is not None:
             packed, scale_zeros = self.torch_int4
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2.bfloat16(), packed, self.group, scale_zeros)
             y = y[:, :self.out_features].float()
         else:
-            y = packed_matmul(x2, self, int8_activations=getattr(self, "int8_activations", False))
+            y = packed_matmul(x2, self, int8_activations=self.int8_activations)
         if self.bias is not None:
             y = y + self.bias
         y = y.reshape(*shape[:-1], self.out_features)
@@ -630,3 +639,89 @@ def quantized_nbytes(module: nn.Module) -> int:
             seen.add(key)
             total += t.numel() * t.element_size()
     return total
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decoding a stack of packed blocks one token at a time, each block in one numba call
+
+
+def _block_tensors(block: nn.Module) -> tuple | None:
+    """The tensors :func:`~lmforge.nn._quantized_numba.decode_block` reads for ``block`` — both norm weights, then
+    ``q, scale, zero, bias`` and the int8-activation switch of ``qkv, proj, gate_up, down`` — or None unless
+    ``block`` is a pre-norm block of RMSNorms, rotary self-attention and a SwiGLU feed-forward whose four matrices
+    are all packed (and not switched to torch's bfloat16 op). Reads the modules' own dicts: this runs for every
+    block at every decoding step, and ``nn.Module.__getattr__`` costs ~0.5 µs a name."""
+    modules = block._modules
+    attn, mlp, norm_attn, norm_mlp = (modules.get(name) for name in ("attn", "mlp", "norm_attn", "norm_mlp"))
+    if (not getattr(block, "prenorm", False) or "cross_attn" in modules or type(attn) is not Attention
+            or attn.cross or type(mlp) is not FeedForward or mlp.activation != "swiglu"
+            or type(norm_attn) is not RMSNorm or type(norm_mlp) is not RMSNorm):
+        return None
+    tensors = [norm_attn._parameters["weight"], norm_mlp._parameters["weight"]]
+    for layer in (attn._modules["qkv"], attn._modules["proj"], mlp._modules["gate_up"], mlp._modules["proj"]):
+        if type(layer) is not QuantizedLinear or layer.torch_int4 is not None:
+            return None
+        buffers = layer._buffers
+        tensors += (buffers["q"], buffers["scale"], buffers["zero"], buffers["bias"],
+                    layer.int8_activations)  # a switch: the plan is made again when it changes
+    return tuple(tensors)
+
+
+def _block_plan(block: nn.Module) -> tuple | None:
+    """The arguments of :func:`~lmforge.nn._quantized_numba.decode_block` that belong to ``block`` (numpy views of
+    its tensors), made again only when one of its tensors is replaced; None when the block does not qualify
+    (:func:`_block_tensors`)."""
+    tensors = _block_tensors(block)
+    if tensors is None:
+        return None
+    cached = block.__dict__.get("_decode_plan")
+    if cached is not None and all(a is b for a, b in zip(cached[0], tensors, strict=True)):
+        return cached[1]
+    attn, mlp = block.attn, block.mlp
+    empty = np.zeros((0, 0, 0), dtype=np.float32)
+    matrices = []
+    for layer in (attn.qkv, attn.proj, mlp.gate_up, mlp.proj):
+        arrays = layer.numpy_buffers()
+        bias = layer.bias.numpy() if layer.bias is not None else np.zeros(0, dtype=np.float32)
+        matrices.append((arrays[0], arrays[1], arrays[2] if len(arrays) > 2 else empty, bias, layer.group,
+                         bool(layer.int8_activations)))
+    plan = (block.norm_attn.weight.detach().numpy(), block.norm_attn.eps, matrices[0], matrices[1],
+            block.norm_mlp.weight.detach().numpy(), block.norm_mlp.eps, matrices[2], matrices[3],
+            attn.n_head, mlp.proj.in_features)
+    block.__dict__["_decode_plan"] = (tensors, plan)
+    return plan
+
+
+def packed_decode_blocks(blocks: nn.ModuleList, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+                         kv_cache: KVCache, windows: tuple[int, ...]) -> torch.Tensor | None:
+    """One new token ``x (1, 1, C)`` of one row through ``blocks``, each block in one numba call
+    (:func:`~lmforge.nn._quantized_numba.decode_block`); the new keys and values go into ``kv_cache`` (the caller
+    advances it). Returns None — the caller then runs the blocks as usual — unless every block is a packed
+    Llama-shaped one (:func:`_block_tensors`) and the cache is a float32 one holding one row.
+    ``rope``: ``cos, sin (1, 1, D)`` of the new position; ``windows``: per block its sliding window (0: none).
+
+    Why: a decoding step through packed blocks called one torch op at a time spent ~40% of its time outside the
+    matrix products (~25 small ops and 4 kernel calls per block, each with its dispatch cost, and torch's and
+    numba's thread pools handing over ~150 times a token); one call per block leaves the products. Each block
+    computes what :class:`~lmforge.nn.block.Block` does, in float32 (the tests hold the two paths together)."""
+    from lmforge.nn import _quantized_numba as kernels
+
+    plans = []
+    for block in blocks:
+        plan = _block_plan(block)
+        if plan is None:
+            return None
+        plans.append(plan)
+    k_all, v_all = kv_cache.k, kv_cache.v  # (L, B, H_kv, max_len, D)
+    if (k_all.dtype != torch.float32 or k_all.device.type != "cpu" or k_all.shape[1] != 1
+            or kv_cache.length >= kv_cache.max_len):  # a full cache: the ordinary path raises the clear error
+        return None
+    _follow_torch_threads()
+    hidden = x.detach().reshape(1, -1).float().numpy().copy()  # (1, C), updated in place block after block
+    cos, sin = (r.reshape(-1).float().contiguous().numpy() for r in rope)  # (D,)
+    k_all, v_all, pos = k_all.numpy(), v_all.numpy(), kv_cache.length
+    for i, (plan, window) in enumerate(zip(plans, windows, strict=True)):
+        norm_attn, eps_attn, qkv, proj, norm_mlp, eps_mlp, gate_up, down, n_head, n_hidden = plan
+        kernels.decode_block(hidden, norm_attn, eps_attn, qkv, proj, norm_mlp, eps_mlp, gate_up, down, k_all[i, 0],
+                             v_all[i, 0], pos, cos, sin, n_head, n_hidden, window)
+    return torch.from_numpy(hidden).reshape(x.shape).to(x.dtype)

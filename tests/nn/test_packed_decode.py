@@ -1,0 +1,124 @@
+"""The fused decoding step of packed Llama-shaped blocks (lmforge.nn.quantized.packed_decode_blocks: one numba call
+per block and token) against the ordinary path (the same packed layers called one torch op at a time)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lmforge.models.gpt as gpt_module
+from lmforge.io.quantize import quantize_model
+from lmforge.models.gpt import GPT, GPTConfig
+from lmforge.nn import _quantized_numba as kernels
+from lmforge.nn.quantized import QuantizedLinear, use_int8_activations, use_torch_bf16_int4
+
+
+def packed_gpt(seed: int, mixed: bool = False, **config) -> GPT:
+    """A tiny Llama-shaped GPT quantized to Q4_1 (``mixed``: each block's four matrices in four formats, 8- and
+    4-bit, groups of 32 and 64). Weights ~10× the default init, so logits span tens and attention is peaked:
+    a wrong rotation, window, head mapping or mask moves logits by far more than the tolerance."""
+    torch.manual_seed(seed)
+    cfg = dict(vocab_size=300, block_size=64, n_layer=2, n_head=4, n_kv_head=2, n_embd=128, norm="rms",
+               mlp="swiglu", pos="rope", bias=False, init_std=0.2)
+    model = GPT(GPTConfig(**{**cfg, **config})).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):  # GPT's init zeroes biases: make them count
+                p.normal_(0, 1)
+    if mixed:
+        for block in model.blocks:
+            for parent, name, qtype, group in ((block.attn, "qkv", "q8_0", None), (block.attn, "proj", "int8", None),
+                                               (block.mlp, "gate_up", "int4", 64), (block.mlp, "proj", "q4_0", None)):
+                linear = getattr(parent, name)
+                setattr(parent, name, QuantizedLinear.from_float(linear.weight, qtype, group, bias=linear.bias))
+    quantize_model(model, "q4_1")
+    return model
+
+
+def decode(model: GPT, prompt: list[int], steps: int, fused: bool, monkeypatch: pytest.MonkeyPatch
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``prompt`` as a prefill, then its last ``steps`` ids fed again one step at a time (the same inputs on every
+    path, whatever the logits) → (logits of every step ``(steps, V)``, the cache's keys)."""
+    with monkeypatch.context() as patch:
+        if not fused:
+            patch.setattr(gpt_module, "packed_decode_blocks", lambda *args: None)
+        cache = model.new_kv_cache(1, len(prompt) + steps)
+        rows = []
+        with torch.inference_mode():
+            model(torch.tensor([prompt]), kv_cache=cache, last_only=True)
+            for token in prompt[-steps:]:
+                rows.append(model(torch.tensor([[token]]), kv_cache=cache, last_only=True)[0, -1])
+        return torch.stack(rows), cache.k.clone()
+
+
+def count_fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    real = kernels.decode_block
+
+    def counted(*args):  # noqa: ANN002
+        calls[0] += 1
+        return real(*args)
+
+    monkeypatch.setattr(kernels, "decode_block", counted)
+    return calls
+
+
+CASES = {
+    "grouped-query heads": dict(),
+    "mixed formats, qkv bias, sliding window": dict(mixed=True, qkv_bias=True, sliding_window=5,
+                                                    layer_types=["sliding", "full"]),
+    "one key/value head, no grouping": dict(n_kv_head=4, n_head=4),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_step_equals_the_layer_by_layer_path(case: str, threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = packed_gpt(0, **CASES[case])
+    prompt = [3, 141, 59, 26, 53, 58, 97, 93, 238, 46, 26, 43, 38, 32, 79, 50, 28, 84, 19, 71]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        want, want_k = decode(model, prompt, 14, fused=False, monkeypatch=monkeypatch)
+        calls = count_fused_calls(monkeypatch)
+        got, got_k = decode(model, prompt, 14, fused=True, monkeypatch=monkeypatch)
+    finally:
+        torch.set_num_threads(before)
+    assert calls[0] == 14 * model.config.n_layer  # every step, every block took the fused path
+    assert want.abs().max() > 5  # logits big enough that a wrong rotation / window / head is far off
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-4 * want.abs().max().item())
+    torch.testing.assert_close(got_k, want_k, rtol=0, atol=1e-4 * want_k.abs().max().item())
+
+
+def test_fused_step_keeps_the_int8_activation_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The opt-in integer dot products apply in the fused step too. Its outputs cannot equal the layer-by-layer
+    ones closely (an activation one float rounding apart may round to the next int8, which moves the logits by
+    as much as the switch itself does), so both are held to the float path: as close to it as each other."""
+    model = packed_gpt(1, init_std=0.02)
+    prompt = [3, 141, 59, 26, 53, 58, 97, 93, 238, 46, 26, 43]
+    exact, _ = decode(model, prompt, 8, fused=True, monkeypatch=monkeypatch)
+    use_int8_activations(model)
+    want, _ = decode(model, prompt, 8, fused=False, monkeypatch=monkeypatch)
+    got, _ = decode(model, prompt, 8, fused=True, monkeypatch=monkeypatch)
+    moved, moved_fused = (want - exact).abs().max().item(), (got - exact).abs().max().item()
+    assert 1e-3 * exact.abs().max().item() < moved < 0.02 * exact.abs().max().item()
+    assert 0.25 * moved < moved_fused < 2 * moved  # the switch took, and no further from the float path
+
+
+def test_the_ordinary_path_serves_what_the_fused_step_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of several rows, float models and torch's bfloat16 opt-in decode layer by layer (no fused call)."""
+    calls = count_fused_calls(monkeypatch)
+    model = packed_gpt(2)
+    cache = model.new_kv_cache(2, 8)
+    with torch.inference_mode():
+        model(torch.tensor([[1, 2], [3, 4]]), kv_cache=cache)
+        model(torch.tensor([[5], [6]]), kv_cache=cache)
+        float_model = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=32, norm="rms",
+                                    mlp="swiglu", pos="rope")).eval()
+        cache = float_model.new_kv_cache(1, 8)
+        float_model(torch.tensor([[1, 2]]), kv_cache=cache)
+        float_model(torch.tensor([[3]]), kv_cache=cache)
+    assert calls[0] == 0
+    use_torch_bf16_int4(model)
+    decode(model, [1, 2, 3], 2, fused=True, monkeypatch=monkeypatch)
+    assert calls[0] == 0
