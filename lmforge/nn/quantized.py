@@ -649,16 +649,20 @@ def _block_tensors(block: nn.Module) -> tuple | None:
     """The tensors :func:`~lmforge.nn._quantized_numba.decode_block` reads for ``block`` — both norm weights, then
     ``q, scale, zero, bias`` and the int8-activation switch of ``qkv, proj, gate_up, down`` — or None unless
     ``block`` is a pre-norm block of RMSNorms, rotary self-attention and a SwiGLU feed-forward whose four matrices
-    are all packed (and not switched to torch's bfloat16 op). Reads the modules' own dicts: this runs for every
-    block at every decoding step, and ``nn.Module.__getattr__`` costs ~0.5 µs a name."""
+    are all packed (and not switched to torch's bfloat16 op), with no forward hooks on it or its parts. Reads the
+    modules' own dicts: this runs for every block at every decoding step, and ``nn.Module.__getattr__`` costs
+    ~0.5 µs a name."""
     modules = block._modules
     attn, mlp, norm_attn, norm_mlp = (modules.get(name) for name in ("attn", "mlp", "norm_attn", "norm_mlp"))
     if (not getattr(block, "prenorm", False) or "cross_attn" in modules or type(attn) is not Attention
             or attn.cross or type(mlp) is not FeedForward or mlp.activation != "swiglu"
             or type(norm_attn) is not RMSNorm or type(norm_mlp) is not RMSNorm):
         return None
+    linears = (attn._modules["qkv"], attn._modules["proj"], mlp._modules["gate_up"], mlp._modules["proj"])
+    if any(m._forward_hooks or m._forward_pre_hooks for m in (block, attn, mlp, norm_attn, norm_mlp) + linears):
+        return None  # someone watches a module's calls: the fused step would skip them
     tensors = [norm_attn._parameters["weight"], norm_mlp._parameters["weight"]]
-    for layer in (attn._modules["qkv"], attn._modules["proj"], mlp._modules["gate_up"], mlp._modules["proj"]):
+    for layer in linears:
         if type(layer) is not QuantizedLinear or layer.torch_int4 is not None:
             return None
         buffers = layer._buffers

@@ -106,7 +106,8 @@ def test_fused_step_keeps_the_int8_activation_switch(monkeypatch: pytest.MonkeyP
 
 
 def test_the_ordinary_path_serves_what_the_fused_step_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Batches of several rows, float models and torch's bfloat16 opt-in decode layer by layer (no fused call)."""
+    """Batches of several rows, float models, blocks with forward hooks and torch's bfloat16 opt-in decode layer by
+    layer (no fused call)."""
     calls = count_fused_calls(monkeypatch)
     model = packed_gpt(2)
     cache = model.new_kv_cache(2, 8)
@@ -119,6 +120,11 @@ def test_the_ordinary_path_serves_what_the_fused_step_does_not(monkeypatch: pyte
         float_model(torch.tensor([[1, 2]]), kv_cache=cache)
         float_model(torch.tensor([[3]]), kv_cache=cache)
     assert calls[0] == 0
+    seen = []
+    handle = model.blocks[1].mlp.register_forward_hook(lambda module, args, output: seen.append(output.shape))
+    decode(model, [1, 2, 3], 2, fused=True, monkeypatch=monkeypatch)
+    handle.remove()
+    assert calls[0] == 0 and len(seen) == 3  # a hook on a block's part sees every step (prefill + 2)
     use_torch_bf16_int4(model)
     decode(model, [1, 2, 3], 2, fused=True, monkeypatch=monkeypatch)
     assert calls[0] == 0
