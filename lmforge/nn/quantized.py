@@ -35,6 +35,9 @@ and bfloat16 activations move logits by ~1e-2, far from fp32) — see ``docs/qua
 Long prompts (more than :data:`DECODE_MAX_ROWS` rows) dequantize the layer once and use the float32 GEMM,
 which is compute-bound there and strong in PyTorch.
 
+A decoding step of one row through Llama-shaped blocks whose matrices are all packed runs one numba call per block
+(:func:`packed_decode_blocks`, which :class:`~lmforge.models.gpt.GPT` calls), not ~25 torch ops and 4 kernel calls.
+
 The readable reference dequantizers (:func:`dequantize_gguf_reference`, :func:`dequantize_reference`) are what
 the tests hold the kernels and the converters to.
 """

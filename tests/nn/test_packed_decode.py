@@ -10,7 +10,7 @@ import lmforge.models.gpt as gpt_module
 from lmforge.io.quantize import quantize_model
 from lmforge.models.gpt import GPT, GPTConfig
 from lmforge.nn import _quantized_numba as kernels
-from lmforge.nn.quantized import QuantizedLinear, use_int8_activations, use_torch_bf16_int4
+from lmforge.nn.quantized import TILE, QuantizedLinear, use_int8_activations, use_torch_bf16_int4
 
 
 def packed_gpt(seed: int, mixed: bool = False, **config) -> GPT:
@@ -128,3 +128,7 @@ def test_the_ordinary_path_serves_what_the_fused_step_does_not(monkeypatch: pyte
     use_torch_bf16_int4(model)
     decode(model, [1, 2, 3], 2, fused=True, monkeypatch=monkeypatch)
     assert calls[0] == 0
+
+
+def test_row_tiles_have_the_kernels_lane_count() -> None:
+    assert TILE == kernels.LANES  # the kernels unroll over LANES rows; tiles of another size would be misread
