@@ -139,30 +139,42 @@ def matmul_int8_serial(x: np.ndarray, q: np.ndarray, scale: np.ndarray, group: i
 
 @njit(parallel=True, cache=True)  # no fastmath: q·scale + zero rounded as the reference does (no fused multiply-add)
 def dequantize_int4(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, group: int) -> np.ndarray:
-    """The float32 matrix ``(N/T·T, K)`` of the tiled 4-bit layout (for long prompts: one dequantize, then a GEMM)."""
-    n_tiles, half, tile = q.shape
-    out = np.empty((n_tiles * tile, 2 * half), dtype=np.float32)
+    """The float32 matrix ``(N/T·T, K)`` of the tiled 4-bit layout (for long prompts: one dequantize, then a GEMM).
+    Each tile is dequantized column by column into a ``(K, T)`` buffer (whole vectors, as the kernels read it), then
+    written out row by row while it sits in cache: twice as fast as reading the tile across its lanes."""
+    n_tiles, half, _ = q.shape
+    out = np.empty((n_tiles * LANES, 2 * half), dtype=np.float32)
     for t in prange(n_tiles):
-        for lane in range(tile):
-            n = t * tile + lane
-            for j in range(half):
-                grp = (2 * j) // group
-                byte = q[t, j, lane]
-                out[n, 2 * j] = np.float32(byte & 15) * scale[t, grp, lane] + zero[t, grp, lane]
-                out[n, 2 * j + 1] = np.float32(byte >> 4) * scale[t, grp, lane] + zero[t, grp, lane]
+        buf = np.empty((2 * half, LANES), dtype=np.float32)
+        for j in range(half):
+            grp = (2 * j) // group
+            s, z, row = scale[t, grp], zero[t, grp], q[t, j]
+            for lane in range(LANES):
+                byte = row[lane]
+                buf[2 * j, lane] = np.float32(byte & FIFTEEN) * s[lane] + z[lane]
+                buf[2 * j + 1, lane] = np.float32(byte >> FOUR) * s[lane] + z[lane]
+        for lane in range(LANES):
+            dst = out[t * LANES + lane]
+            for k in range(2 * half):
+                dst[k] = buf[k, lane]
     return out
 
 
 @njit(parallel=True, cache=True)
 def dequantize_int8(q: np.ndarray, scale: np.ndarray, group: int) -> np.ndarray:
-    """The float32 matrix ``(N/T·T, K)`` of the tiled 8-bit layout."""
-    n_tiles, k_cols, tile = q.shape
-    out = np.empty((n_tiles * tile, k_cols), dtype=np.float32)
+    """The float32 matrix ``(N/T·T, K)`` of the tiled 8-bit layout (tile by tile, as :func:`dequantize_int4`)."""
+    n_tiles, k_cols, _ = q.shape
+    out = np.empty((n_tiles * LANES, k_cols), dtype=np.float32)
     for t in prange(n_tiles):
-        for lane in range(tile):
-            n = t * tile + lane
+        buf = np.empty((k_cols, LANES), dtype=np.float32)
+        for k in range(k_cols):
+            s, row = scale[t, k // group], q[t, k]
+            for lane in range(LANES):
+                buf[k, lane] = np.float32(row[lane]) * s[lane]
+        for lane in range(LANES):
+            dst = out[t * LANES + lane]
             for k in range(k_cols):
-                out[n, k] = np.float32(q[t, k, lane]) * scale[t, k // group, lane]
+                dst[k] = buf[k, lane]
     return out
 
 
