@@ -301,23 +301,24 @@ def matmul_int4_q8_serial(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero:
 
 @njit(fastmath=FASTMATH, cache=True)
 def _rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
-    """``x (1, C)`` → ``x / sqrt(mean(x²) + eps) · weight`` ``(1, C)``."""
-    total = np.float32(0)
-    for c in range(x.shape[1]):
-        total += x[0, c] * x[0, c]
-    inv = np.float32(1) / np.sqrt(total / np.float32(x.shape[1]) + np.float32(eps))
+    """``x (M, C)`` → ``x / sqrt(mean(x²) + eps) · weight`` per row ``(M, C)``."""
     out = np.empty_like(x)
-    for c in range(x.shape[1]):
-        out[0, c] = x[0, c] * inv * weight[c]
+    for m in range(x.shape[0]):
+        total = np.float32(0)
+        for c in range(x.shape[1]):
+            total += x[m, c] * x[m, c]
+        inv = np.float32(1) / np.sqrt(total / np.float32(x.shape[1]) + np.float32(eps))
+        for c in range(x.shape[1]):
+            out[m, c] = x[m, c] * inv * weight[c]
     return out
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _packed_linear(x: np.ndarray, matrix: tuple) -> np.ndarray:
-    """``x (1, K)`` through one packed layer ``matrix = (q, scale, zero, bias, group, int8_activations)`` → ``(1, N
+    """``x (M, K)`` through one packed layer ``matrix = (q, scale, zero, bias, group, int8_activations)`` → ``(M, N
     rounded up to whole tiles)``: 4-bit when ``q`` has half as many byte columns as ``x`` has values, else 8-bit."""
     q, scale, zero, bias, group, int8_activations = matrix
-    out = np.empty((1, q.shape[0] * LANES), dtype=np.float32)
+    out = np.empty((x.shape[0], q.shape[0] * LANES), dtype=np.float32)
     if 2 * q.shape[1] == x.shape[1] and int8_activations:
         xe8, xo8, dx, xs8 = _int4_columns_q8(x, group)
         for t in prange(q.shape[0]):
@@ -329,46 +330,56 @@ def _packed_linear(x: np.ndarray, matrix: tuple) -> np.ndarray:
     else:
         for t in prange(q.shape[0]):
             _int8_tile(out, x, q[t], scale[t], group, t * LANES)
-    for n in range(bias.shape[0]):
-        out[0, n] += bias[n]
+    for m in range(x.shape[0]):
+        for n in range(bias.shape[0]):
+            out[m, n] += bias[n]
     return out
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def decode_block(x: np.ndarray, norm_attn: np.ndarray, eps_attn: float, qkv: tuple, proj: tuple,
                  norm_mlp: np.ndarray, eps_mlp: float, gate_up: tuple, down: tuple, k_cache: np.ndarray,
-                 v_cache: np.ndarray, pos: int, cos: np.ndarray, sin: np.ndarray, n_head: int, n_hidden: int,
-                 window: int) -> None:
-    """One token through one block, ``x (1, C)`` updated in place: ``x += proj(attend(rope(qkv(norm(x)))))``, then
-    ``x += down(silu(gate) · up)`` with ``gate, up = gate_up(norm(x))``. The new key and value go to position
-    ``pos`` of ``k_cache, v_cache (H_kv, max_len, D)``; the query attends to positions ``pos - window + 1 .. pos``
-    (``window`` 0: all). ``cos, sin (D,)``: the rotation of position ``pos``."""
-    n_kv, d = k_cache.shape[0], k_cache.shape[2]
+                 v_cache: np.ndarray, positions: np.ndarray, keys: np.ndarray, cos: np.ndarray, sin: np.ndarray,
+                 n_head: int, n_hidden: int, window: int) -> None:
+    """One new token of each of ``M`` rows through one block, ``x (M, C)`` updated in place:
+    ``x += proj(attend(rope(qkv(norm(x)))))``, then ``x += down(silu(gate) · up)`` with ``gate, up =
+    gate_up(norm(x))``. Row ``m``'s new key and value go to position ``positions[m]`` of its row of ``k_cache,
+    v_cache (M, H_kv, max_len, D)``, and its query attends to its positions ``positions[m] - window + 1 ..
+    positions[m]`` (``window`` 0: all from 0) where ``keys (M, S)`` is True (padding: False; its own position always
+    counts; an empty ``keys``: every position). ``cos, sin (M, D)``: each row's rotation."""
+    m_rows, n_kv, d = x.shape[0], k_cache.shape[1], k_cache.shape[3]
     half, per_kv = d // 2, n_head // n_kv
-    heads = _packed_linear(_rms_norm(x, norm_attn, eps_attn), qkv)  # (1, (H + 2 H_kv) · D rounded up)
-    q = np.empty((n_head, d), dtype=np.float32)
-    for h in range(n_head + n_kv):  # rotate queries and keys: (a, b) → (a·cos - b·sin, b·cos + a·sin) per half
-        for i in range(half):
-            a, b = heads[0, h * d + i], heads[0, h * d + half + i]
-            ra, rb = a * cos[i] - b * sin[i], b * cos[half + i] + a * sin[half + i]
-            if h < n_head:
-                q[h, i], q[h, half + i] = ra, rb
-            else:
-                k_cache[h - n_head, pos, i], k_cache[h - n_head, pos, half + i] = ra, rb
-    for h in range(n_kv):
-        for i in range(d):
-            v_cache[h, pos, i] = heads[0, (n_head + n_kv + h) * d + i]
-    first = max(0, pos + 1 - window) if window > 0 else 0
-    y = np.empty((1, n_head * d), dtype=np.float32)
+    heads = _packed_linear(_rms_norm(x, norm_attn, eps_attn), qkv)  # (M, (H + 2 H_kv) · D rounded up)
+    q = np.empty((m_rows, n_head, d), dtype=np.float32)
+    for m in range(m_rows):
+        pos = positions[m]
+        for h in range(n_head + n_kv):  # rotate queries and keys: (a, b) → (a·cos - b·sin, b·cos + a·sin) per half
+            for i in range(half):
+                a, b = heads[m, h * d + i], heads[m, h * d + half + i]
+                ra, rb = a * cos[m, i] - b * sin[m, i], b * cos[m, half + i] + a * sin[m, half + i]
+                if h < n_head:
+                    q[m, h, i], q[m, h, half + i] = ra, rb
+                else:
+                    k_cache[m, h - n_head, pos, i], k_cache[m, h - n_head, pos, half + i] = ra, rb
+        for h in range(n_kv):
+            for i in range(d):
+                v_cache[m, h, pos, i] = heads[m, (n_head + n_kv + h) * d + i]
+    y = np.empty((m_rows, n_head * d), dtype=np.float32)
     scale = np.float32(1) / np.sqrt(np.float32(d))
-    for h in prange(n_head):  # softmax(q·kᵀ/√D)·v per head, its key/value head h // (H / H_kv)
-        kh, vh = k_cache[h // per_kv], v_cache[h // per_kv]
+    for job in prange(m_rows * n_head):  # softmax(q·kᵀ/√D)·v per row and head, its key/value head h // (H / H_kv)
+        m, h = job // n_head, job % n_head
+        pos = positions[m]
+        first = max(0, pos + 1 - window) if window > 0 else 0
+        kh, vh = k_cache[m, h // per_kv], v_cache[m, h // per_kv]
         scores = np.empty(pos + 1 - first, dtype=np.float32)
         top = np.float32(-np.inf)
         for s in range(first, pos + 1):
+            if keys.shape[0] and not keys[m, s] and s != pos:
+                scores[s - first] = -np.inf
+                continue
             dot = np.float32(0)
             for i in range(d):
-                dot += q[h, i] * kh[s, i]
+                dot += q[m, h, i] * kh[s, i]
             scores[s - first] = dot * scale
             top = max(top, scores[s - first])
         total = np.float32(0)
@@ -380,15 +391,18 @@ def decode_block(x: np.ndarray, norm_attn: np.ndarray, eps_attn: float, qkv: tup
             p = scores[s] / total
             for i in range(d):
                 acc[i] += p * vh[first + s, i]
-        y[0, h * d:(h + 1) * d] = acc
+        y[m, h * d:(h + 1) * d] = acc
     attended = _packed_linear(y, proj)
-    for i in range(x.shape[1]):
-        x[0, i] += attended[0, i]
-    gu = _packed_linear(_rms_norm(x, norm_mlp, eps_mlp), gate_up)  # (1, 2 · hidden rounded up)
-    act = np.empty((1, n_hidden), dtype=np.float32)
-    for i in range(n_hidden):
-        g = gu[0, i]
-        act[0, i] = g / (np.float32(1) + np.exp(-g)) * gu[0, n_hidden + i]
+    for m in range(m_rows):
+        for i in range(x.shape[1]):
+            x[m, i] += attended[m, i]
+    gu = _packed_linear(_rms_norm(x, norm_mlp, eps_mlp), gate_up)  # (M, 2 · hidden rounded up)
+    act = np.empty((m_rows, n_hidden), dtype=np.float32)
+    for m in range(m_rows):
+        for i in range(n_hidden):
+            g = gu[m, i]
+            act[m, i] = g / (np.float32(1) + np.exp(-g)) * gu[m, n_hidden + i]
     mlp = _packed_linear(act, down)
-    for i in range(x.shape[1]):
-        x[0, i] += mlp[0, i]
+    for m in range(m_rows):
+        for i in range(x.shape[1]):
+            x[m, i] += mlp[m, i]

@@ -700,12 +700,15 @@ def _block_plan(block: nn.Module) -> tuple | None:
 
 
 def packed_decode_blocks(blocks: nn.ModuleList, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
-                         kv_cache: KVCache, windows: tuple[int, ...]) -> torch.Tensor | None:
-    """One new token ``x (1, 1, C)`` of one row through ``blocks``, each block in one numba call
+                         kv_cache: KVCache, windows: tuple[int, ...], attention_mask: torch.Tensor | None = None
+                         ) -> torch.Tensor | None:
+    """One new token of each of ``B`` rows, ``x (B, 1, C)``, through ``blocks``, each block in one numba call
     (:func:`~lmforge.nn._quantized_numba.decode_block`); the new keys and values go into ``kv_cache`` (the caller
-    advances it). Returns None — the caller then runs the blocks as usual — unless every block is a packed
-    Llama-shaped one (:func:`_block_tensors`) and the cache is a float32 one holding one row.
-    ``rope``: ``cos, sin (1, 1, D)`` of the new position; ``windows``: per block its sliding window (0: none).
+    advances it), each row's at its own length. Returns None — the caller then runs the blocks as usual — unless
+    every block is a packed Llama-shaped one (:func:`_block_tensors`), ``B ≤`` :data:`DECODE_MAX_ROWS` and the cache
+    is a float32 CPU one. ``rope``: ``cos, sin (B, 1, D)`` of the new positions; ``windows``: per block its sliding
+    window (0: none); ``attention_mask (B, S)``: 1 = real token, 0 = padding, over the cached positions and the new
+    one (a cache with per-row lengths brings its own and ignores it, as :class:`~lmforge.models.gpt.GPT` does).
 
     Why: a decoding step through packed blocks called one torch op at a time spent ~40% of its time outside the
     matrix products (~25 small ops and 4 kernel calls per block, each with its dispatch cost, and torch's and
@@ -713,22 +716,29 @@ def packed_decode_blocks(blocks: nn.ModuleList, x: torch.Tensor, rope: tuple[tor
     computes what :class:`~lmforge.nn.block.Block` does, in float32 (the tests hold the two paths together)."""
     from lmforge.nn import _quantized_numba as kernels
 
+    b = x.shape[0]
+    k_all, v_all = kv_cache.k, kv_cache.v  # (L, B, H_kv, max_len, D)
+    if b > DECODE_MAX_ROWS or k_all.dtype != torch.float32 or k_all.device.type != "cpu" or k_all.shape[1] != b:
+        return None
     plans = []
     for block in blocks:
         plan = _block_plan(block)
         if plan is None:
             return None
         plans.append(plan)
-    k_all, v_all = kv_cache.k, kv_cache.v  # (L, B, H_kv, max_len, D)
-    if (k_all.dtype != torch.float32 or k_all.device.type != "cpu" or k_all.shape[1] != 1
-            or kv_cache.length >= kv_cache.max_len):  # a full cache: the ordinary path raises the clear error
-        return None
+    per_row = not kv_cache.uniform
+    positions = (kv_cache.lengths.numpy() if per_row else np.full(b, kv_cache.length)).astype(np.int64)
+    if int(positions.max()) >= kv_cache.max_len:
+        return None  # a full cache: the ordinary path raises the clear error
+    keys = np.zeros((0, 0), dtype=np.bool_)
+    if attention_mask is not None and not per_row:
+        keys = attention_mask.detach().bool().cpu().numpy()  # (B, S)
     _follow_torch_threads()
-    hidden = x.detach().reshape(1, -1).float().numpy().copy()  # (1, C), updated in place block after block
-    cos, sin = (r.reshape(-1).float().contiguous().numpy() for r in rope)  # (D,)
-    k_all, v_all, pos = k_all.numpy(), v_all.numpy(), kv_cache.length
+    hidden = x.detach().reshape(b, -1).float().numpy().copy()  # (B, C), updated in place block after block
+    cos, sin = (r.reshape(b, -1).float().contiguous().numpy() for r in rope)  # (B, D)
+    k_all, v_all = k_all.numpy(), v_all.numpy()
     for i, (plan, window) in enumerate(zip(plans, windows, strict=True)):
         norm_attn, eps_attn, qkv, proj, norm_mlp, eps_mlp, gate_up, down, n_head, n_hidden = plan
-        kernels.decode_block(hidden, norm_attn, eps_attn, qkv, proj, norm_mlp, eps_mlp, gate_up, down, k_all[i, 0],
-                             v_all[i, 0], pos, cos, sin, n_head, n_hidden, window)
+        kernels.decode_block(hidden, norm_attn, eps_attn, qkv, proj, norm_mlp, eps_mlp, gate_up, down, k_all[i],
+                             v_all[i], positions, keys, cos, sin, n_head, n_hidden, window)
     return torch.from_numpy(hidden).reshape(x.shape).to(x.dtype)

@@ -1,5 +1,5 @@
 """The fused decoding step of packed Llama-shaped blocks (lmforge.nn.quantized.packed_decode_blocks: one numba call
-per block and token) against the ordinary path (the same packed layers called one torch op at a time)."""
+per block and step, up to 8 rows) against the ordinary path (the same packed layers called one torch op at a time)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,17 @@ import pytest
 import torch
 
 import lmforge.models.gpt as gpt_module
+from lmforge.generate import positions_from_mask
 from lmforge.io.quantize import quantize_model
 from lmforge.models.gpt import GPT, GPTConfig
 from lmforge.nn import _quantized_numba as kernels
-from lmforge.nn.quantized import TILE, QuantizedLinear, use_int8_activations, use_torch_bf16_int4
+from lmforge.nn.quantized import (
+    DECODE_MAX_ROWS,
+    TILE,
+    QuantizedLinear,
+    use_int8_activations,
+    use_torch_bf16_int4,
+)
 
 
 def packed_gpt(seed: int, mixed: bool = False, **config) -> GPT:
@@ -105,15 +112,66 @@ def test_fused_step_keeps_the_int8_activation_switch(monkeypatch: pytest.MonkeyP
     assert 0.25 * moved < moved_fused < 2 * moved  # the switch took, and no further from the float path
 
 
+def decode_rows(model: GPT, how: str, fused: bool, monkeypatch: pytest.MonkeyPatch) -> torch.Tensor:
+    """Three rows decoded together, 10 teacher-forced steps → logits ``(steps, 3, V)``. ``how``: ``"uniform"`` (one
+    prompt length), ``"padded"`` (left padding and an attention mask, as ``generate`` batches prompts) or
+    ``"per-row"`` (each row prefilled in its own slot, then decoded with per-row lengths, as the server does)."""
+    prompts = [[5, 17, 2, 88, 31, 7, 9], [40, 41, 42], [250, 3, 3, 12, 1]]
+    feed = torch.tensor([[11 + 7 * r + 3 * k for r in range(3)] for k in range(10)])  # (steps, 3)
+    with monkeypatch.context() as patch, torch.inference_mode():
+        if not fused:
+            patch.setattr(gpt_module, "packed_decode_blocks", lambda *args: None)
+        rows = []
+        if how == "per-row":
+            cache = model.new_kv_cache(3, 20)
+            for r, prompt in enumerate(prompts):
+                model(torch.tensor([prompt]), kv_cache=cache.slot(r))
+            lengths = [len(p) for p in prompts]
+            for token in feed:
+                rows.append(model(token[:, None], kv_cache=cache.rows(lengths), last_only=True)[:, -1])
+                lengths = [n + 1 for n in lengths]
+            return torch.stack(rows)
+        if how == "uniform":
+            prompts = [p[:3] for p in prompts]
+        t = max(len(p) for p in prompts)
+        ids = torch.tensor([[0] * (t - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (t - len(p)) + [1] * len(p) for p in prompts])
+        cache = model.new_kv_cache(3, t + len(feed))
+        if how == "uniform":
+            model(ids, kv_cache=cache)
+            for token in feed:
+                rows.append(model(token[:, None], kv_cache=cache, last_only=True)[:, -1])
+            return torch.stack(rows)
+        model(ids, mask, positions_from_mask(mask), kv_cache=cache)
+        positions = mask.sum(-1)
+        for token in feed:
+            mask = torch.cat([mask, torch.ones(3, 1, dtype=mask.dtype)], dim=1)
+            rows.append(model(token[:, None], mask, positions[:, None], kv_cache=cache, last_only=True)[:, -1])
+            positions = positions + 1
+        return torch.stack(rows)
+
+
+@pytest.mark.parametrize("how", ["uniform", "padded", "per-row"])
+def test_fused_step_decodes_several_rows_as_the_layer_by_layer_path(how: str, monkeypatch: pytest.MonkeyPatch
+                                                                    ) -> None:
+    model = packed_gpt(3, mixed=True, sliding_window=4, layer_types=["sliding", "full"])
+    want = decode_rows(model, how, fused=False, monkeypatch=monkeypatch)
+    calls = count_fused_calls(monkeypatch)
+    got = decode_rows(model, how, fused=True, monkeypatch=monkeypatch)
+    assert calls[0] == 10 * model.config.n_layer
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-4 * want.abs().max().item())
+
+
 def test_the_ordinary_path_serves_what_the_fused_step_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Batches of several rows, float models, blocks with forward hooks and torch's bfloat16 opt-in decode layer by
-    layer (no fused call)."""
+    """More rows than the packed kernels take, float models, blocks with forward hooks and torch's bfloat16 opt-in
+    decode layer by layer (no fused call)."""
     calls = count_fused_calls(monkeypatch)
     model = packed_gpt(2)
-    cache = model.new_kv_cache(2, 8)
+    rows = DECODE_MAX_ROWS + 1
+    cache = model.new_kv_cache(rows, 8)
     with torch.inference_mode():
-        model(torch.tensor([[1, 2], [3, 4]]), kv_cache=cache)
-        model(torch.tensor([[5], [6]]), kv_cache=cache)
+        model(torch.ones(rows, 2, dtype=torch.long), kv_cache=cache)
+        model(torch.ones(rows, 1, dtype=torch.long), kv_cache=cache)
         float_model = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=32, norm="rms",
                                     mlp="swiglu", pos="rope")).eval()
         cache = float_model.new_kv_cache(1, 8)
