@@ -35,8 +35,9 @@ and bfloat16 activations move logits by ~1e-2, far from fp32) — see ``docs/qua
 Long prompts (more than :data:`DECODE_MAX_ROWS` rows) dequantize the layer once and use the float32 GEMM,
 which is compute-bound there and strong in PyTorch.
 
-A decoding step of one row through Llama-shaped blocks whose matrices are all packed runs one numba call per block
-(:func:`packed_decode_blocks`, which :class:`~lmforge.models.gpt.GPT` calls), not ~25 torch ops and 4 kernel calls.
+A decoding step (one new token in each of up to :data:`DECODE_MAX_ROWS` rows) through Llama-shaped blocks whose
+matrices are all packed runs one numba call per block (:func:`packed_decode_blocks`, which
+:class:`~lmforge.models.gpt.GPT` calls), not ~25 torch ops and 4 kernel calls.
 
 The readable reference dequantizers (:func:`dequantize_gguf_reference`, :func:`dequantize_reference`) are what
 the tests hold the kernels and the converters to.
@@ -328,6 +329,11 @@ def untile_rows(t: torch.Tensor, n: int) -> torch.Tensor:
     return t.transpose(1, 2).reshape(-1, t.shape[1])[:n].contiguous()
 
 
+# Numpy views of a module's buffers, and the fused decoding step's per-block plans, kept beside the modules rather
+# than in them: a deep copy (or a pickle) of a model must not carry views of the original's memory along.
+_numpy_views: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_decode_plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
 _portable_memo: dict[int, tuple] = {}  # id(buffer) → (ref to it, its version and rows, ref to the portable copy)
 
 
@@ -472,10 +478,10 @@ class QuantizedLinear(nn.Module):
         (a decode step calls ~120 layers; ``.numpy()`` and numba's typing of fresh arrays cost microseconds)."""
         buffers = self._buffers
         q, scale, zero = buffers["q"], buffers["scale"], buffers["zero"]
-        views = self.__dict__.get("_views")
+        views = _numpy_views.get(self)
         if views is None or views[0] is not q or views[1] is not scale or views[2] is not zero:
             arrays = (q.numpy(), scale.numpy()) + (() if zero is None else (zero.numpy(),))
-            views = self.__dict__["_views"] = (q, scale, zero, arrays)
+            views = _numpy_views[self] = (q, scale, zero, arrays)
         return views[3]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -681,7 +687,7 @@ def _block_plan(block: nn.Module) -> tuple | None:
     tensors = _block_tensors(block)
     if tensors is None:
         return None
-    cached = block.__dict__.get("_decode_plan")
+    cached = _decode_plans.get(block)
     if cached is not None and all(a is b for a, b in zip(cached[0], tensors, strict=True)):
         return cached[1]
     attn, mlp = block.attn, block.mlp
@@ -695,7 +701,7 @@ def _block_plan(block: nn.Module) -> tuple | None:
     plan = (block.norm_attn.weight.detach().numpy(), block.norm_attn.eps, matrices[0], matrices[1],
             block.norm_mlp.weight.detach().numpy(), block.norm_mlp.eps, matrices[2], matrices[3],
             attn.n_head, mlp.proj.in_features)
-    block.__dict__["_decode_plan"] = (tensors, plan)
+    _decode_plans[block] = (tensors, plan)
     return plan
 
 

@@ -3,6 +3,8 @@ per block and step, up to 8 rows) against the ordinary path (the same packed lay
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -190,3 +192,25 @@ def test_the_ordinary_path_serves_what_the_fused_step_does_not(monkeypatch: pyte
 
 def test_row_tiles_have_the_kernels_lane_count() -> None:
     assert TILE == kernels.LANES  # the kernels unroll over LANES rows; tiles of another size would be misread
+
+
+def test_a_deep_copy_reads_its_own_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numpy views and fused-step plans made for a model are not carried into a copy of it: after both have been
+    used, the copy's weights are changed in place and both paths of the copy must see the change."""
+    model = packed_gpt(4)
+    prompt = [3, 141, 59, 26, 53, 58, 97]
+    decode(model, prompt, 3, fused=True, monkeypatch=monkeypatch)
+    decode(model, prompt, 3, fused=False, monkeypatch=monkeypatch)
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer in twin.modules():
+            if isinstance(layer, QuantizedLinear):
+                layer.scale.mul_(0.5)
+    before, _ = decode(model, prompt, 3, fused=True, monkeypatch=monkeypatch)
+    fused, _ = decode(twin, prompt, 3, fused=True, monkeypatch=monkeypatch)
+    layered, _ = decode(twin, prompt, 3, fused=False, monkeypatch=monkeypatch)
+    x = torch.randn(1, 128)
+    qkv = twin.blocks[0].attn.qkv
+    torch.testing.assert_close(qkv(x), x @ qkv.dequantize().T, rtol=0, atol=1e-4 * qkv(x).abs().max().item())
+    assert (fused - before).abs().max() > 0.1
+    torch.testing.assert_close(fused, layered, rtol=0, atol=2e-4 * layered.abs().max().item())
