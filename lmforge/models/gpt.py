@@ -244,8 +244,8 @@ class GPT(nn.Module):
                        else build_mask(attention_mask, t, s, causal=True, window=window), False)
         attentions = []
         packed = None
-        if t == 1 and kv_cache is not None and rope is not None and not return_attn and not self.training:
-            # One token per row: packed Llama-shaped blocks decode in one numba call each (None otherwise).
+        if t == 1 and kv_cache is not None and not return_attn and not self.training:
+            # One token per row: packed blocks decode in one numba call each (None otherwise).
             windows = tuple(window if slides else 0 for slides in self.sliding_layers)
             packed = packed_decode_blocks(self.blocks, x, rope, kv_cache, windows, attention_mask)
         if packed is not None:

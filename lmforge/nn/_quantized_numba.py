@@ -22,6 +22,8 @@ int64 lanes halve what one vector instruction does (measured: 20% slower; a floa
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -345,16 +347,52 @@ def matmul_int4_q8_serial(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero:
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
-    """``x (M, C)`` → ``x / sqrt(mean(x²) + eps) · weight`` per row ``(M, C)``."""
+def _norm(x: np.ndarray, norm: tuple) -> np.ndarray:
+    """``x (M, C)`` → each row normalised by ``norm = (weight, bias, eps, centred)``: RMSNorm ``x / sqrt(mean(x²) +
+    eps) · weight`` or, ``centred``, LayerNorm ``(x - mean) / sqrt(var + eps) · weight + bias`` (``bias`` may be
+    empty)."""
+    weight, bias, eps, centred = norm
+    c_dim = x.shape[1]
     out = np.empty_like(x)
     for m in range(x.shape[0]):
+        mean = np.float32(0)
+        if centred:
+            for c in range(c_dim):
+                mean += x[m, c]
+            mean /= np.float32(c_dim)
         total = np.float32(0)
-        for c in range(x.shape[1]):
-            total += x[m, c] * x[m, c]
-        inv = np.float32(1) / np.sqrt(total / np.float32(x.shape[1]) + np.float32(eps))
-        for c in range(x.shape[1]):
-            out[m, c] = x[m, c] * inv * weight[c]
+        for c in range(c_dim):
+            total += (x[m, c] - mean) * (x[m, c] - mean)
+        inv = np.float32(1) / np.sqrt(total / np.float32(c_dim) + np.float32(eps))
+        for c in range(c_dim):
+            out[m, c] = (x[m, c] - mean) * inv * weight[c]
+        for c in range(bias.shape[0]):
+            out[m, c] += bias[c]
+    return out
+
+
+# The feed-forward activations of decode_block (lmforge.nn.feedforward.ACTIVATIONS), as numbers for numba.
+SWIGLU, GELU_TANH, GELU, RELU, SILU = range(5)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _activate(h: np.ndarray, activation: int, n_hidden: int) -> np.ndarray:
+    """``h (M, ≥ n_hidden)`` → ``(M, n_hidden)``; SwiGLU reads ``h (M, ≥ 2 n_hidden)``: ``silu(gate) · up``."""
+    out = np.empty((h.shape[0], n_hidden), dtype=np.float32)
+    for m in range(h.shape[0]):
+        for i in range(n_hidden):
+            g = h[m, i]
+            if activation == SWIGLU:
+                out[m, i] = g / (np.float32(1) + np.exp(-g)) * h[m, n_hidden + i]
+            elif activation == GELU_TANH:
+                out[m, i] = np.float32(0.5) * g * (np.float32(1) + np.tanh(
+                    np.float32(0.7978845608028654) * (g + np.float32(0.044715) * g * g * g)))
+            elif activation == GELU:
+                out[m, i] = np.float32(0.5) * g * (np.float32(1) + math.erf(g * np.float32(0.7071067811865476)))
+            elif activation == RELU:
+                out[m, i] = max(g, np.float32(0))
+            else:
+                out[m, i] = g / (np.float32(1) + np.exp(-g))
     return out
 
 
@@ -386,30 +424,32 @@ def _packed_linear(x: np.ndarray, matrix: tuple) -> np.ndarray:
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def decode_block(x: np.ndarray, norm_attn: np.ndarray, eps_attn: float, qkv: tuple, proj: tuple,
-                 norm_mlp: np.ndarray, eps_mlp: float, gate_up: tuple, down: tuple, k_cache: np.ndarray,
-                 v_cache: np.ndarray, positions: np.ndarray, keys: np.ndarray, cos: np.ndarray, sin: np.ndarray,
-                 n_head: int, n_hidden: int, window: int) -> None:
-    """One new token of each of ``M`` rows through one block, ``x (M, C)`` updated in place:
-    ``x += proj(attend(rope(qkv(norm(x)))))``, then ``x += down(silu(gate) · up)`` with ``gate, up =
-    gate_up(norm(x))``. Row ``m``'s new key and value go to position ``positions[m]`` of its row of ``k_cache,
+def decode_block(x: np.ndarray, norm_attn: tuple, qkv: tuple, proj: tuple, norm_mlp: tuple, fc: tuple, down: tuple,
+                 k_cache: np.ndarray, v_cache: np.ndarray, positions: np.ndarray, keys: np.ndarray, cos: np.ndarray,
+                 sin: np.ndarray, n_head: int, activation: int, n_hidden: int, window: int) -> None:
+    """One new token of each of ``M`` rows through one pre-norm block, ``x (M, C)`` updated in place:
+    ``x += proj(attend(rope(qkv(norm(x)))))``, then ``x += down(act(fc(norm(x))))`` — ``act`` one of
+    :data:`SWIGLU` (``fc`` = gate|up: ``silu(gate) · up``), ``GELU_TANH``, ``GELU``, ``RELU``, ``SILU``; norms as
+    :func:`_norm`. Row ``m``'s new key and value go to position ``positions[m]`` of its row of ``k_cache,
     v_cache (M, H_kv, max_len, D)``, and its query attends to its positions ``positions[m] - window + 1 ..
     positions[m]`` (``window`` 0: all from 0) where ``keys (M, S)`` is True (padding: False; its own position always
-    counts; an empty ``keys``: every position). ``cos, sin (M, D)``: each row's rotation."""
+    counts; an empty ``keys``: every position). ``cos, sin (M, D)``: each row's rotation (empty: no rotation, the
+    positions are already in ``x``)."""
     m_rows, n_kv, d = x.shape[0], k_cache.shape[1], k_cache.shape[3]
     half, per_kv = d // 2, n_head // n_kv
-    heads = _packed_linear(_rms_norm(x, norm_attn, eps_attn), qkv)  # (M, (H + 2 H_kv) · D rounded up)
+    heads = _packed_linear(_norm(x, norm_attn), qkv)  # (M, (H + 2 H_kv) · D rounded up)
     q = np.empty((m_rows, n_head, d), dtype=np.float32)
+    rotate = cos.shape[1] > 0
     for m in range(m_rows):
         pos = positions[m]
         for h in range(n_head + n_kv):  # rotate queries and keys: (a, b) → (a·cos - b·sin, b·cos + a·sin) per half
+            dst = q[m, h] if h < n_head else k_cache[m, h - n_head, pos]
+            if not rotate:
+                dst[:] = heads[m, h * d:(h + 1) * d]
+                continue
             for i in range(half):
                 a, b = heads[m, h * d + i], heads[m, h * d + half + i]
-                ra, rb = a * cos[m, i] - b * sin[m, i], b * cos[m, half + i] + a * sin[m, half + i]
-                if h < n_head:
-                    q[m, h, i], q[m, h, half + i] = ra, rb
-                else:
-                    k_cache[m, h - n_head, pos, i], k_cache[m, h - n_head, pos, half + i] = ra, rb
+                dst[i], dst[half + i] = a * cos[m, i] - b * sin[m, i], b * cos[m, half + i] + a * sin[m, half + i]
         for h in range(n_kv):
             for i in range(d):
                 v_cache[m, h, pos, i] = heads[m, (n_head + n_kv + h) * d + i]
@@ -445,13 +485,8 @@ def decode_block(x: np.ndarray, norm_attn: np.ndarray, eps_attn: float, qkv: tup
     for m in range(m_rows):
         for i in range(x.shape[1]):
             x[m, i] += attended[m, i]
-    gu = _packed_linear(_rms_norm(x, norm_mlp, eps_mlp), gate_up)  # (M, 2 · hidden rounded up)
-    act = np.empty((m_rows, n_hidden), dtype=np.float32)
-    for m in range(m_rows):
-        for i in range(n_hidden):
-            g = gu[m, i]
-            act[m, i] = g / (np.float32(1) + np.exp(-g)) * gu[m, n_hidden + i]
-    mlp = _packed_linear(act, down)
+    hidden = _packed_linear(_norm(x, norm_mlp), fc)  # (M, hidden or 2 · hidden (SwiGLU), rounded up)
+    mlp = _packed_linear(_activate(hidden, activation, n_hidden), down)
     for m in range(m_rows):
         for i in range(x.shape[1]):
             x[m, i] += mlp[m, i]

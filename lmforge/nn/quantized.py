@@ -654,23 +654,38 @@ def quantized_nbytes(module: nn.Module) -> int:
 # Decoding a stack of packed blocks one token at a time, each block in one numba call
 
 
+_ACTIVATION_CODES = {"swiglu": 0, "gelu_tanh": 1, "gelu": 2, "relu": 3, "silu": 4}  # _quantized_numba.SWIGLU …
+
+
+def _norm_tensors(norm: nn.Module | None) -> tuple | None:
+    """``(weight, bias or None)`` of an RMSNorm or LayerNorm with a weight; None for anything else."""
+    if type(norm) is RMSNorm:
+        return norm._parameters["weight"], None
+    if type(norm) is nn.LayerNorm and norm.elementwise_affine:
+        return norm._parameters["weight"], norm._parameters["bias"]
+    return None
+
+
 def _block_tensors(block: nn.Module) -> tuple | None:
-    """The tensors :func:`~lmforge.nn._quantized_numba.decode_block` reads for ``block`` — both norm weights, then
-    ``q, scale, zero, bias`` and the int8-activation switch of ``qkv, proj, gate_up, down`` — or None unless
-    ``block`` is a pre-norm block of RMSNorms, rotary self-attention and a SwiGLU feed-forward whose four matrices
-    are all packed (and not switched to torch's bfloat16 op), with no forward hooks on it or its parts. Reads the
-    modules' own dicts: this runs for every block at every decoding step, and ``nn.Module.__getattr__`` costs
-    ~0.5 µs a name."""
+    """The tensors :func:`~lmforge.nn._quantized_numba.decode_block` reads for ``block`` — the norms' weights and
+    biases, then ``q, scale, zero, bias`` and the int8-activation switch of ``qkv, proj, fc`` (``gate_up`` for
+    SwiGLU) ``, down`` — or None unless ``block`` is a pre-norm block of RMS- or LayerNorms, self-attention and a
+    feed-forward (any activation) whose four matrices are all packed (and not switched to torch's bfloat16 op), with
+    no forward hooks on it or its parts. Reads the modules' own dicts: this runs for every block at every decoding
+    step, and ``nn.Module.__getattr__`` costs ~0.5 µs a name."""
     modules = block._modules
     attn, mlp, norm_attn, norm_mlp = (modules.get(name) for name in ("attn", "mlp", "norm_attn", "norm_mlp"))
     if (not getattr(block, "prenorm", False) or "cross_attn" in modules or type(attn) is not Attention
-            or attn.cross or type(mlp) is not FeedForward or mlp.activation != "swiglu"
-            or type(norm_attn) is not RMSNorm or type(norm_mlp) is not RMSNorm):
+            or attn.cross or type(mlp) is not FeedForward):
         return None
-    linears = (attn._modules["qkv"], attn._modules["proj"], mlp._modules["gate_up"], mlp._modules["proj"])
+    norms = (_norm_tensors(norm_attn), _norm_tensors(norm_mlp))
+    if norms[0] is None or norms[1] is None:
+        return None
+    fc = mlp._modules["gate_up" if mlp.activation == "swiglu" else "fc"]
+    linears = (attn._modules["qkv"], attn._modules["proj"], fc, mlp._modules["proj"])
     if any(m._forward_hooks or m._forward_pre_hooks for m in (block, attn, mlp, norm_attn, norm_mlp) + linears):
         return None  # someone watches a module's calls: the fused step would skip them
-    tensors = [norm_attn._parameters["weight"], norm_mlp._parameters["weight"]]
+    tensors = [*norms[0], *norms[1]]
     for layer in linears:
         if type(layer) is not QuantizedLinear or layer.torch_int4 is not None:
             return None
@@ -691,30 +706,38 @@ def _block_plan(block: nn.Module) -> tuple | None:
     if cached is not None and all(a is b for a, b in zip(cached[0], tensors, strict=True)):
         return cached[1]
     attn, mlp = block.attn, block.mlp
+    no_bias = np.zeros(0, dtype=np.float32)
+
+    def numpy_or_empty(t: torch.Tensor | None) -> np.ndarray:
+        return no_bias if t is None else t.detach().numpy()
+
+    def norm_args(norm: nn.Module) -> tuple:
+        return (norm.weight.detach().numpy(), numpy_or_empty(getattr(norm, "bias", None)), float(norm.eps),
+                type(norm) is nn.LayerNorm)
+
     empty = np.zeros((0, 0, 0), dtype=np.float32)
     matrices = []
-    for layer in (attn.qkv, attn.proj, mlp.gate_up, mlp.proj):
+    for layer in (attn.qkv, attn.proj, mlp.gate_up if mlp.activation == "swiglu" else mlp.fc, mlp.proj):
         arrays = layer.numpy_buffers()
-        bias = layer.bias.numpy() if layer.bias is not None else np.zeros(0, dtype=np.float32)
-        matrices.append((arrays[0], arrays[1], arrays[2] if len(arrays) > 2 else empty, bias, layer.group,
-                         bool(layer.int8_activations)))
-    plan = (block.norm_attn.weight.detach().numpy(), block.norm_attn.eps, matrices[0], matrices[1],
-            block.norm_mlp.weight.detach().numpy(), block.norm_mlp.eps, matrices[2], matrices[3],
-            attn.n_head, mlp.proj.in_features)
+        matrices.append((arrays[0], arrays[1], arrays[2] if len(arrays) > 2 else empty, numpy_or_empty(layer.bias),
+                         layer.group, bool(layer.int8_activations)))
+    plan = (norm_args(block.norm_attn), matrices[0], matrices[1], norm_args(block.norm_mlp), matrices[2],
+            matrices[3], attn.n_head, _ACTIVATION_CODES[mlp.activation], mlp.proj.in_features)
     _decode_plans[block] = (tensors, plan)
     return plan
 
 
-def packed_decode_blocks(blocks: nn.ModuleList, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+def packed_decode_blocks(blocks: nn.ModuleList, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
                          kv_cache: KVCache, windows: tuple[int, ...], attention_mask: torch.Tensor | None = None
                          ) -> torch.Tensor | None:
     """One new token of each of ``B`` rows, ``x (B, 1, C)``, through ``blocks``, each block in one numba call
     (:func:`~lmforge.nn._quantized_numba.decode_block`); the new keys and values go into ``kv_cache`` (the caller
     advances it), each row's at its own length. Returns None — the caller then runs the blocks as usual — unless
-    every block is a packed Llama-shaped one (:func:`_block_tensors`), ``B ≤`` :data:`DECODE_MAX_ROWS` and the cache
-    is a float32 CPU one. ``rope``: ``cos, sin (B, 1, D)`` of the new positions; ``windows``: per block its sliding
-    window (0: none); ``attention_mask (B, S)``: 1 = real token, 0 = padding, over the cached positions and the new
-    one (a cache with per-row lengths brings its own and ignores it, as :class:`~lmforge.models.gpt.GPT` does).
+    every block is a packed pre-norm one (:func:`_block_tensors`: Llama- or GPT-2-shaped), ``B ≤``
+    :data:`DECODE_MAX_ROWS` and the cache is a float32 CPU one. ``rope``: ``cos, sin (B, 1, D)`` of the new
+    positions (None: learned positions, already in ``x``); ``windows``: per block its sliding window (0: none);
+    ``attention_mask (B, S)``: 1 = real token, 0 = padding, over the cached positions and the new one (a cache with
+    per-row lengths brings its own and ignores it, as :class:`~lmforge.models.gpt.GPT` does).
 
     Why: a decoding step through packed blocks called one torch op at a time spent ~40% of its time outside the
     matrix products (~25 small ops and 4 kernel calls per block, each with its dispatch cost, and torch's and
@@ -741,10 +764,13 @@ def packed_decode_blocks(blocks: nn.ModuleList, x: torch.Tensor, rope: tuple[tor
         keys = attention_mask.detach().bool().cpu().numpy()  # (B, S)
     _follow_torch_threads()
     hidden = x.detach().reshape(b, -1).float().numpy().copy()  # (B, C), updated in place block after block
-    cos, sin = (r.reshape(b, -1).float().contiguous().numpy() for r in rope)  # (B, D)
+    if rope is None:  # learned positions: already added to x
+        cos = sin = np.zeros((b, 0), dtype=np.float32)
+    else:
+        cos, sin = (r.reshape(b, -1).float().contiguous().numpy() for r in rope)  # (B, D)
     k_all, v_all = k_all.numpy(), v_all.numpy()
     for i, (plan, window) in enumerate(zip(plans, windows, strict=True)):
-        norm_attn, eps_attn, qkv, proj, norm_mlp, eps_mlp, gate_up, down, n_head, n_hidden = plan
-        kernels.decode_block(hidden, norm_attn, eps_attn, qkv, proj, norm_mlp, eps_mlp, gate_up, down, k_all[i],
-                             v_all[i], positions, keys, cos, sin, n_head, n_hidden, window)
+        norm_attn, qkv, proj, norm_mlp, fc, down, n_head, activation, n_hidden = plan
+        kernels.decode_block(hidden, norm_attn, qkv, proj, norm_mlp, fc, down, k_all[i], v_all[i], positions, keys,
+                             cos, sin, n_head, activation, n_hidden, window)
     return torch.from_numpy(hidden).reshape(x.shape).to(x.dtype)

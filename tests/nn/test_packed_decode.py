@@ -23,9 +23,10 @@ from lmforge.nn.quantized import (
 
 
 def packed_gpt(seed: int, mixed: bool = False, **config) -> GPT:
-    """A tiny Llama-shaped GPT quantized to Q4_1 (``mixed``: each block's four matrices in four formats, 8- and
-    4-bit, groups of 32 and 64). Weights ~10× the default init, so logits span tens and attention is peaked:
-    a wrong rotation, window, head mapping or mask moves logits by far more than the tolerance."""
+    """A tiny GPT (Llama-shaped unless ``config`` says otherwise) quantized to Q4_1 (``mixed``: each block's four
+    matrices in four formats, 8- and 4-bit, groups of 32 and 64). Weights ~10× the default init, so logits span
+    ~10 and attention is peaked: a wrong rotation, window, head mapping or mask moves logits by far more than the
+    tolerance."""
     torch.manual_seed(seed)
     cfg = dict(vocab_size=300, block_size=64, n_layer=2, n_head=4, n_kv_head=2, n_embd=128, norm="rms",
                mlp="swiglu", pos="rope", bias=False, init_std=0.2)
@@ -36,8 +37,9 @@ def packed_gpt(seed: int, mixed: bool = False, **config) -> GPT:
                 p.normal_(0, 1)
     if mixed:
         for block in model.blocks:
+            fc = "gate_up" if block.mlp.activation == "swiglu" else "fc"
             for parent, name, qtype, group in ((block.attn, "qkv", "q8_0", None), (block.attn, "proj", "int8", None),
-                                               (block.mlp, "gate_up", "int4", 64), (block.mlp, "proj", "q4_0", None)):
+                                               (block.mlp, fc, "int4", 64), (block.mlp, "proj", "q4_0", None)):
                 linear = getattr(parent, name)
                 setattr(parent, name, QuantizedLinear.from_float(linear.weight, qtype, group, bias=linear.bias))
     quantize_model(model, "q4_1")
@@ -77,6 +79,11 @@ CASES = {
     "mixed formats, qkv bias, sliding window": dict(mixed=True, qkv_bias=True, sliding_window=5,
                                                     layer_types=["sliding", "full"]),
     "one key/value head, no grouping": dict(n_kv_head=4, n_head=4),
+    "GPT-2 shape: LayerNorm, tanh GELU, learned positions, biases": dict(
+        norm="layer", mlp="gelu_tanh", pos="learned", bias=True, n_kv_head=4, ffn_hidden=256),
+    "exact GELU, LayerNorm without bias, odd head size": dict(
+        norm="layer", mlp="gelu", pos="learned", n_head=32, n_kv_head=32, head_dim=3, ffn_hidden=192),
+    "ReLU (the original Transformer's)": dict(mlp="relu", ffn_hidden=192),
 }
 
 
