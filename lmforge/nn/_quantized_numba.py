@@ -341,9 +341,9 @@ def matmul_int4_q8_serial(x: np.ndarray, q: np.ndarray, scale: np.ndarray, zero:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# One decoding step of a pre-norm block (RMSNorm, rotary attention with grouped key/value heads, SwiGLU) whose four
-# matrices are packed: one call per block and token instead of ~25 torch ops and 4 kernel calls (per-op overhead
-# was ~40% of a packed model's step; see lmforge.nn.quantized.packed_decode_blocks).
+# One decoding step of a pre-norm block (Llama- or GPT-2-shaped) whose four matrices are packed: one call per block
+# and step instead of ~25 torch ops and 4 kernel calls (per-op overhead was ~40% of a packed model's step; see
+# lmforge.nn.quantized.packed_decode_blocks).
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -373,6 +373,7 @@ def _norm(x: np.ndarray, norm: tuple) -> np.ndarray:
 
 # The feed-forward activations of decode_block (lmforge.nn.feedforward.ACTIVATIONS), as numbers for numba.
 SWIGLU, GELU_TANH, GELU, RELU, SILU = range(5)
+ACTIVATION_CODES = {"swiglu": SWIGLU, "gelu_tanh": GELU_TANH, "gelu": GELU, "relu": RELU, "silu": SILU}
 
 
 @njit(fastmath=FASTMATH, cache=True)

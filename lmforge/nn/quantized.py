@@ -654,9 +654,6 @@ def quantized_nbytes(module: nn.Module) -> int:
 # Decoding a stack of packed blocks one token at a time, each block in one numba call
 
 
-_ACTIVATION_CODES = {"swiglu": 0, "gelu_tanh": 1, "gelu": 2, "relu": 3, "silu": 4}  # _quantized_numba.SWIGLU …
-
-
 def _norm_tensors(norm: nn.Module | None) -> tuple | None:
     """``(weight, bias or None)`` of an RMSNorm or LayerNorm with a weight; None for anything else."""
     if type(norm) is RMSNorm:
@@ -705,6 +702,8 @@ def _block_plan(block: nn.Module) -> tuple | None:
     cached = _decode_plans.get(block)
     if cached is not None and all(a is b for a, b in zip(cached[0], tensors, strict=True)):
         return cached[1]
+    from lmforge.nn import _quantized_numba as kernels
+
     attn, mlp = block.attn, block.mlp
     no_bias = np.zeros(0, dtype=np.float32)
 
@@ -712,8 +711,8 @@ def _block_plan(block: nn.Module) -> tuple | None:
         return no_bias if t is None else t.detach().numpy()
 
     def norm_args(norm: nn.Module) -> tuple:
-        return (norm.weight.detach().numpy(), numpy_or_empty(getattr(norm, "bias", None)), float(norm.eps),
-                type(norm) is nn.LayerNorm)
+        weight, bias = _norm_tensors(norm)
+        return weight.detach().numpy(), numpy_or_empty(bias), float(norm.eps), type(norm) is nn.LayerNorm
 
     empty = np.zeros((0, 0, 0), dtype=np.float32)
     matrices = []
@@ -722,7 +721,7 @@ def _block_plan(block: nn.Module) -> tuple | None:
         matrices.append((arrays[0], arrays[1], arrays[2] if len(arrays) > 2 else empty, numpy_or_empty(layer.bias),
                          layer.group, bool(layer.int8_activations)))
     plan = (norm_args(block.norm_attn), matrices[0], matrices[1], norm_args(block.norm_mlp), matrices[2],
-            matrices[3], attn.n_head, _ACTIVATION_CODES[mlp.activation], mlp.proj.in_features)
+            matrices[3], attn.n_head, kernels.ACTIVATION_CODES[mlp.activation], mlp.proj.in_features)
     _decode_plans[block] = (tensors, plan)
     return plan
 
